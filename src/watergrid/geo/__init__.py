@@ -1,0 +1,1 @@
+"""Areas of the district and where a point lies."""

@@ -1,0 +1,1 @@
+"""Departments, people, party groups, zone chain leaders and responsibility rules."""

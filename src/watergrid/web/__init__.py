@@ -1,0 +1,1 @@
+"""Base templates, static assets and language catalogs (zh_CN default, en)."""

@@ -1,0 +1,39 @@
+"""Every route declares who may call it: exactly one gate (allow(...) or public)."""
+
+from __future__ import annotations
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from watergrid.app import create_app
+from watergrid.auth.deps import GATE_ATTR
+
+
+def _gates(dep: Dependant) -> list[tuple[str, ...]]:
+    found = []
+    if dep.call is not None and hasattr(dep.call, GATE_ATTR):
+        found.append(getattr(dep.call, GATE_ATTR))
+    for sub in dep.dependencies:
+        found.extend(_gates(sub))
+    return found
+
+
+def test_every_route_has_exactly_one_gate(demo_url: str) -> None:
+    app = create_app(demo_url)
+    routes = [r for r in app.routes if isinstance(r, APIRoute)]
+    assert len(routes) > 10
+    missing = [f"{sorted(r.methods)} {r.path}" for r in routes if not _gates(r.dependant)]
+    assert not missing, f"routes without a permission gate: {missing}"
+    doubled = [f"{r.path}: {_gates(r.dependant)}" for r in routes if len(_gates(r.dependant)) > 1]
+    assert not doubled, f"routes with more than one gate: {doubled}"
+
+
+def test_gate_detection_would_catch_an_ungated_route(demo_url: str) -> None:
+    app = create_app(demo_url)
+
+    @app.get("/ungated-probe")
+    def probe() -> dict[str, str]:
+        return {}
+
+    route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/ungated-probe")
+    assert _gates(route.dependant) == []
