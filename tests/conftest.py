@@ -124,3 +124,19 @@ def login_token(client: TestClient, username: str, password: str = "demo1234") -
     r = client.post("/api/v1/auth/token", json={"username": username, "password": password})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def api_routes(app: object) -> list[tuple[str, set[str], object]]:
+    """(path, methods, dependant) of every API route, including those of included routers.
+    FastAPI 0.165 keeps included routers as one entry each; older versions flatten them."""
+    from fastapi.routing import APIRoute
+
+    out: list[tuple[str, set[str], object]] = []
+    for r in app.routes:  # type: ignore[attr-defined]
+        if isinstance(r, APIRoute):
+            out.append((r.path, set(r.methods), r.dependant))
+        elif hasattr(r, "effective_route_contexts"):
+            for ctx in r.effective_route_contexts():
+                if isinstance(ctx.original_route, APIRoute):
+                    out.append((ctx.path, set(ctx.methods or ()), ctx.dependant))
+    return out

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tests.conftest import login_token
+from tests.conftest import api_routes, login_token
 from watergrid.auth.deps import GATE_ATTR
 
 
 def _staff_get_routes(client: TestClient) -> list[str]:
     paths = []
-    for r in client.app.routes:  # type: ignore[attr-defined]
-        if not isinstance(r, APIRoute) or "GET" not in r.methods:
+    for path, methods, dependant in api_routes(client.app):
+        if "GET" not in methods:
             continue
-        gates = [d.call for d in r.dependant.dependencies if hasattr(d.call, GATE_ATTR)]
+        gates = [d.call for d in dependant.dependencies if hasattr(d.call, GATE_ATTR)]  # type: ignore[attr-defined]
         if gates and getattr(gates[0], GATE_ATTR) != ("public",):
-            paths.append(r.path)
+            paths.append(path)
     return paths
 
 

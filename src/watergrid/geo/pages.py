@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any, TypeAlias
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from watergrid.auth.deps import staff
+from watergrid.auth.deps import allow
+from watergrid.auth.principal import Principal
 from watergrid.deps import SessionDep
 from watergrid.geo import service
 from watergrid.geo.api import to_datum
@@ -20,7 +21,7 @@ from watergrid.web.render import render
 
 log = logging.getLogger("watergrid.geo.pages")
 router = APIRouter(include_in_schema=False)
-Reader = staff("registry.read")
+Reader: TypeAlias = Annotated[Principal, Depends(allow("registry.read"))]
 
 DATUMS = ("wgs84", "gcj02")
 LAYER_KINDS = ("subdistrict", "grid", "zone")

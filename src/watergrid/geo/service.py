@@ -109,7 +109,7 @@ def _build(db: Session, version: tuple[str, int]) -> Snapshot:
 def snapshot(db: Session) -> Snapshot:
     """The current snapshot; rebuilt only when the registry version has moved."""
     global _snapshot
-    version = (str(db.get_bind().url), registry_version(db))
+    version = (str(db.get_bind().engine.url), registry_version(db))
     current = _snapshot
     if current is not None and current.links.version == version:
         return current

@@ -118,10 +118,10 @@
       var html = '<div class="wg-popup"><div class="kind">' + esc(s.kind[p.kind]) + "</div>" +
         "<strong>" + esc(name(p)) + "</strong> <span class=\"code\">" + esc(p.code) + "</span>";
       if (p.kind === "grid" && p.parent_code && names[p.parent_code]) {
-        html += '<div class="meta">' + esc(s.parent) + "：" + esc(names[p.parent_code]) + "</div>";
+        html += '<div class="meta">' + esc(s.parent) + esc(s.colon) + esc(names[p.parent_code]) + "</div>";
       }
       if (p.kind === "subdistrict") {
-        html += '<div class="meta">' + esc(s.grids) + "：" + (gridCounts[p.code] || 0) + "</div>";
+        html += '<div class="meta">' + esc(s.grids) + esc(s.colon) + (gridCounts[p.code] || 0) + "</div>";
       }
       if (p.synthetic) { html += '<div class="meta synthetic">' + esc(s.synthetic) + "</div>"; }
       if (p.kind === "grid" || p.kind === "zone") {
@@ -240,7 +240,7 @@
       })
       .catch(function (err) {
         el.dataset.ready = "error";
-        if (status) { status.textContent = s.failed + "（" + err.message + "）"; status.classList.add("alert"); }
+        if (status) { status.textContent = s.failed + s.open + err.message + s.close; status.classList.add("alert"); }
       });
   }
 

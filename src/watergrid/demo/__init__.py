@@ -1,0 +1,1 @@
+"""The Guangming demo: real district outline and names, synthetic everything else."""

@@ -1,0 +1,1 @@
+"""Registry import and export (GeoJSON and CSV), shared by the demo loader."""

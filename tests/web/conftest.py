@@ -1,0 +1,168 @@
+"""Browser fixtures: the app running for real in a subprocess (fresh SQLite file, migrated and
+loaded with the Guangming demo by `python -m watergrid.cli demo`), and Debian's Chromium
+driven by Playwright.
+
+Without /usr/bin/chromium the browser tests are skipped locally; under CI=true they fail, so a
+broken CI image cannot pass silently. `scripts/install-system-deps.sh` installs what is
+missing. Screenshots and printed PDFs go to test-artifacts/ (gitignored) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM = Path("/usr/bin/chromium")
+# From the field notes in DESIGN.md: what Debian's Chromium needs in a container.
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"server not ready within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of the app served by uvicorn over a fresh demo database; stopped at the end."""
+    tmp = tmp_path_factory.mktemp("live")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    env.update(
+        WATERGRID_DATABASE_URL=f"sqlite:///{tmp / 'live.db'}",
+        WATERGRID_ASSETS_DIR=str(ROOT / "node_modules"),
+        WATERGRID_PUBLIC_BASE_URL=base,
+        # No basemap: the tests must not depend on the network.
+        WATERGRID_TILE_URL="",
+        WATERGRID_LOG_JSON="false",
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p),
+    )
+    # The working directory is the temp dir so a developer's .env cannot leak in.
+    demo = subprocess.run(
+        [sys.executable, "-m", "watergrid.cli", "demo"],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if demo.returncode != 0:
+        pytest.fail(f"`watergrid demo` failed ({demo.returncode}):\n{demo.stdout}\n{demo.stderr}")
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "watergrid.asgi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=tmp,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_ready(base, proc, log)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"browser tests need {reason} (CI=true): run scripts/install-system-deps.sh")
+    pytest.skip(f"{reason} missing: run scripts/install-system-deps.sh")
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Chromium for the session, with a fresh user-data dir."""
+    if not CHROMIUM.exists():
+        _unavailable(str(CHROMIUM))
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    pw = sync_playwright().start()
+    try:
+        context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            args=LAUNCH_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 860},
+            locale="zh-CN",
+            timezone_id="Asia/Shanghai",
+        )
+        context.set_default_timeout(15_000)
+        yield context
+        context.close()
+    finally:
+        pw.stop()
+
+
+@pytest.fixture
+def page(browser_context: Any) -> Iterator[Any]:
+    """A new tab with no cookies: every test signs in (or stays anonymous) itself. Uncaught
+    script errors fail the test."""
+    browser_context.clear_cookies()
+    tab = browser_context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    tab.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
