@@ -19,6 +19,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+# Tests drive the sweeper and delivery themselves, with a controllable clock; an app started
+# by a test (or a live server it spawns) must not run its own background loops.
+os.environ["WATERGRID_EMBEDDED_WORKER"] = "false"
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("WATERGRID_TEST_DATABASE_URL", "")
 if IN_CI and not PG_URL:

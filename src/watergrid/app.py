@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -58,15 +61,44 @@ def _install_error_handlers(app: FastAPI) -> None:
         return await app_error(request, err)
 
 
-def create_app(database_url: str | None = None) -> FastAPI:
+def _embedded(settings_url: str) -> bool:
+    flag = get_settings().embedded_worker
+    return flag if flag is not None else settings_url.startswith("sqlite")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    worker = None
+    if app.state.embedded_worker:
+        from watergrid.ops import worker as worker_mod
+
+        worker = worker_mod.start(worker_id=f"embedded-{os.getpid()}")
+    yield
+    if worker is not None:
+        worker.stop()
+
+
+def create_app(database_url: str | None = None, *, embedded_worker: bool | None = None) -> FastAPI:
+    """`embedded_worker=None` follows the settings; tests pass False and drive jobs
+    themselves with a controllable clock."""
     settings = get_settings()
     setup_logging(level=settings.log_level, as_json=settings.log_json)
     dbmod.configure(database_url)
+    if settings.secret_key == "change-me-in-production" and not (
+        database_url or settings.database_url
+    ).startswith("sqlite"):
+        log.warning("WATERGRID_SECRET_KEY is the default: set it before serving the public")
 
     app = FastAPI(
+        lifespan=lifespan,
         title="watergrid",
         version="0.1.0",
         description="District water-affairs bureau: grid registry, work orders, KPIs, flood season.",
+    )
+    app.state.embedded_worker = (
+        embedded_worker
+        if embedded_worker is not None
+        else _embedded(database_url or settings.database_url)
     )
     _install_error_handlers(app)
     app.middleware("http")(metrics.measure)
@@ -80,10 +112,11 @@ def create_app(database_url: str | None = None) -> FastAPI:
     from watergrid.org.pages import router as org_pages
     from watergrid.notify.api import router as notify_router
     from watergrid.workorders.api import router as workorders_router
+    from watergrid.flood.api import router as flood_router
 
     routers = (
         ops_router, auth_router, geo_router, org_router, web_router, geo_pages, org_pages,
-        notify_router, workorders_router,
+        notify_router, workorders_router, flood_router,
     )
     for router in routers:
         app.include_router(router)

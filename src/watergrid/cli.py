@@ -39,6 +39,33 @@ def serve(
     )
 
 
+@app.command()
+def worker(
+    worker_id: str = typer.Option("", help="Name in logs and claims; default host:pid"),
+    loops: str = typer.Option("timers,notify,mqtt", help="Which loops to run"),
+) -> None:
+    """Run deadlines, escalations, outbox delivery and sensor ingestion until SIGTERM."""
+    import os
+    import signal
+    import socket
+
+    from watergrid import db as dbmod
+    from watergrid.ops import worker as worker_mod
+    from watergrid.ops.logs import setup_logging
+
+    s = get_settings()
+    setup_logging(level=s.log_level, as_json=s.log_json)
+    dbmod.configure()
+    w = worker_mod.start(
+        worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}",
+        loops=tuple(x.strip() for x in loops.split(",") if x.strip()),
+    )
+    # SIGTERM lets every loop finish the item in hand and hand the rest back.
+    signal.signal(signal.SIGTERM, lambda *_: w.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: w.stop_event.set())
+    w.join()
+
+
 def _register_subcommands() -> None:
     from watergrid.demo.cli import demo
     from watergrid.registry.cli import app as registry_app

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     )
     log_json: bool = Field(True, description="Write one JSON object per log line.")
     log_level: str = Field("INFO", description="Lowest log level written.")
+    embedded_worker: bool | None = Field(
+        None,
+        description="Run the sweeper, outbox delivery and sensor ingestion inside `watergrid "
+        "serve`. Empty: on for SQLite (the embedded default), off for PostgreSQL, where "
+        "`watergrid worker` processes do it.",
+    )
     default_language: str = Field("zh_CN", description="Language of pages: zh_CN or en.")
 
 

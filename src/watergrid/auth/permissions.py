@@ -32,6 +32,22 @@ PERMISSIONS: dict[str, set[str]] = {
     "orders.reporter_contact": STAFF,
     "categories.write": {"admin"},
     "supervision.read": STAFF,
+    # Special inspection campaigns. Scope is checked per target (its grid) and per campaign
+    # (its lead department) by inspections.service.
+    "insp.read": STAFF,
+    "insp.inspect": {"grid_member", "dept_handler", "chain_leader", "liaison", "bureau_leader",
+                     "admin"},
+    "insp.manage": {"dept_handler", "bureau_leader", "admin"},
+    # Statutory services (排水报装, 水土保持方案审查). Scope: the service's department, or the
+    # whole district (permits.service).
+    "permit.read": {"dept_handler", "bureau_leader", "admin"},
+    "permit.handle": {"dept_handler", "bureau_leader", "admin"},
+    "permit.kpi": STAFF,
+    # Flood season: everyone on staff sees the flood picture; the duty officer acts on it.
+    "flood.read": STAFF,
+    "flood.write": {"duty_officer", "admin"},
+    # HTTP batch ingestion; gateways sign in with a token of an account holding it.
+    "flood.ingest": {"duty_officer", "admin"},
 }
 
 

@@ -23,10 +23,20 @@ def run() -> None:
     engine.dispose()
 
 
+def _include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """A caller may narrow autogenerate to some tables (one revision per domain)."""
+    only = config.attributes.get("only_tables")
+    if not only:
+        return True
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return table in only
+
+
 def _run_with(connection: object) -> None:
     context.configure(
         connection=connection,  # type: ignore[arg-type]
         target_metadata=metadata,
+        include_object=_include,
         # SQLite cannot ALTER most things in place; batch mode copies the table.
         render_as_batch=True,
         compare_type=True,

@@ -1,0 +1,342 @@
+"""Enqueueing notifications, the in-app inbox and channel preferences.
+
+Every function writes into the caller's transaction and never commits: a notification is
+part of the change that causes it, so both commit or neither does. Nothing here sends."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from watergrid.db import utcnow
+from watergrid.errors import AppError, FieldError, invalid, not_found
+from watergrid.notify.models import (
+    CHANNELS,
+    ChannelPreference,
+    InboxItem,
+    OutboxMessage,
+)
+from watergrid.org.models import Person
+
+log = logging.getLogger("watergrid.notify")
+
+EXTERNAL_CHANNELS = tuple(c for c in CHANNELS if c != "inapp")
+
+
+def _field_error(name: str, message: str, message_zh: str) -> AppError:
+    return invalid([FieldError(field=name, message=message, message_zh=message_zh)])
+
+
+def _row_key(dedupe_key: str, recipient: str, channel: str, address: str) -> str:
+    """The stored, unique key of one row of a keyed notification: the caller's key says
+    which logical notification; recipient, channel and address say which of its rows (a
+    person may follow two group robots). The address enters as a short hash, so the key
+    neither grows with it nor shows a number in clear."""
+    where = hashlib.sha256(address.encode()).hexdigest()[:12] if address else "-"
+    key = f"{dedupe_key}|{recipient}|{channel}|{where}"
+    if len(key) <= 255:
+        return key
+    return f"{dedupe_key[:180]}|sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def _targets(person: Person, prefs: Iterable[ChannelPreference]) -> list[tuple[str, str]]:
+    """(channel, address) pairs a person is reached on, in-app first, then `prefs` in
+    their order. A preference without an address falls back to the person's own mobile
+    or e-mail; one that still has none is skipped (the in-app message remains)."""
+    targets: list[tuple[str, str]] = [("inapp", "")]
+    for pref in prefs:
+        if pref.channel == "inapp" or not pref.active:
+            continue
+        address = pref.address.strip()
+        if not address and pref.channel == "sms":
+            address = person.mobile.strip()
+        elif not address and pref.channel == "email":
+            address = person.email.strip()
+        if not address:
+            log.info(
+                "channel preference without an address skipped",
+                extra={"fields": {"person_id": person.id, "channel": pref.channel}},
+            )
+            continue
+        if (pref.channel, address) not in targets:
+            targets.append((pref.channel, address))
+    return targets
+
+
+def resolve_channels(db: Session, *, person: Person) -> list[tuple[str, str]]:
+    """Where a notification to `person` goes now: in-app, then each active preference in
+    priority order."""
+    return _targets(person, preferences(db, person_id=person.id))
+
+
+def enqueue(
+    db: Session,
+    *,
+    person_ids: Iterable[int] = (),
+    addresses: Iterable[tuple[str, str]] = (),
+    topic: str,
+    subject: str,
+    body: str,
+    link: str | None = None,
+    subject_type: str,
+    subject_id: str | int,
+    dedupe_key: str | None = None,
+    now: datetime | None = None,
+) -> list[OutboxMessage]:
+    """Queue one notification for people (over their preferred channels, always including
+    the in-app inbox, which is written at once) and/or raw (channel, address) targets.
+
+    Rows are added to the caller's transaction. With `dedupe_key`, enqueueing the same
+    notification again returns the rows already there instead of adding new ones (per
+    recipient and channel). Inactive people are skipped; unknown ones are an error."""
+    now = now or utcnow()
+    person_ids = list(dict.fromkeys(person_ids))
+    raw_targets = list(dict.fromkeys((c.strip(), a.strip()) for c, a in addresses))
+    if not person_ids and not raw_targets:
+        raise _field_error("person_ids", "No recipients", "没有接收人")
+    for channel, address in raw_targets:
+        if channel not in EXTERNAL_CHANNELS:
+            raise _field_error(
+                "addresses", f"Unknown channel {channel!r}", f"未知的通知渠道：{channel}"
+            )
+        if not address:
+            raise _field_error("addresses", "Empty address", "地址为空")
+    if not subject.strip():
+        raise _field_error("subject", "Subject is empty", "标题不能为空")
+
+    people = {p.id: p for p in db.scalars(select(Person).where(Person.id.in_(person_ids)))}
+    missing = [pid for pid in person_ids if pid not in people]
+    if missing:
+        raise not_found("Person", "人员", ", ".join(map(str, missing)))
+
+    # Everyone's active preferences in one query: a warning may go to hundreds of people.
+    prefs: dict[int, list[ChannelPreference]] = {pid: [] for pid in person_ids}
+    for pref in db.scalars(
+        select(ChannelPreference)
+        .where(ChannelPreference.person_id.in_(person_ids), ChannelPreference.active.is_(True))
+        .order_by(ChannelPreference.priority, ChannelPreference.id)
+    ):
+        prefs[pref.person_id].append(pref)
+
+    # (recipient, person id or None, channel, address) for every row wanted.
+    wanted: list[tuple[str, int | None, str, str]] = []
+    for pid in person_ids:
+        person = people[pid]
+        if not person.active:
+            log.info(
+                "notification to inactive person skipped", extra={"fields": {"person_id": pid}}
+            )
+            continue
+        for channel, address in _targets(person, prefs[pid]):
+            wanted.append((f"p{pid}", pid, channel, address))
+    for channel, address in raw_targets:
+        wanted.append(("raw", None, channel, address))
+
+    common = {
+        "subject": subject.strip()[:200],
+        "body": body,
+        "link": link,
+        "topic": topic,
+        "subject_type": subject_type,
+        "subject_id": str(subject_id),
+    }
+    if dedupe_key is None:
+        return _write(db, wanted, common, None, now)
+
+    # Keyed: rows already there are returned, the rest written. A concurrent transaction
+    # writing the same key makes our insert fail on the unique key; the savepoint keeps the
+    # caller's transaction alive, and the second pass then finds that transaction's rows.
+    for attempt in (1, 2):
+        keys = {w: _row_key(dedupe_key, w[0], w[2], w[3]) for w in wanted}
+        existing = {
+            m.dedupe_key: m
+            for m in db.scalars(
+                select(OutboxMessage).where(OutboxMessage.dedupe_key.in_(list(keys.values())))
+            )
+        }
+        todo = [w for w in wanted if keys[w] not in existing]
+        try:
+            with db.begin_nested():
+                created = _write(db, todo, common, {w: keys[w] for w in todo}, now)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            continue
+        by_key = {m.dedupe_key: m for m in created} | existing
+        return [by_key[keys[w]] for w in wanted]
+    raise AssertionError("unreachable")
+
+
+def _write(
+    db: Session,
+    wanted: Sequence[tuple[str, int | None, str, str]],
+    common: dict[str, str | None],
+    keys: dict[tuple[str, int | None, str, str], str] | None,
+    now: datetime,
+) -> list[OutboxMessage]:
+    rows: list[OutboxMessage] = []
+    for w in wanted:
+        _, person_id, channel, address = w
+        inapp = channel == "inapp"
+        rows.append(
+            OutboxMessage(
+                person_id=person_id,
+                channel=channel,
+                address=address,
+                dedupe_key=keys[w] if keys else None,
+                # The in-app message is delivered by being written: the inbox item below.
+                state="sent" if inapp else "pending",
+                sent_at=now if inapp else None,
+                next_attempt_at=now,
+                created_at=now,
+                **common,
+            )
+        )
+    db.add_all(rows)
+    db.flush()
+    items = [
+        InboxItem(
+            person_id=m.person_id,
+            outbox_id=m.id,
+            topic=m.topic,
+            title=m.subject,
+            body=m.body,
+            link=m.link,
+            created_at=now,
+        )
+        for m in rows
+        if m.channel == "inapp" and m.person_id is not None
+    ]
+    if items:
+        db.add_all(items)
+        db.flush()
+    return rows
+
+
+# -- in-app inbox --------------------------------------------------------------------
+
+
+def inbox(
+    db: Session,
+    *,
+    person_id: int,
+    unread_only: bool = False,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[InboxItem]:
+    """A person's in-app messages, newest first; `before_id` pages further back."""
+    q = select(InboxItem).where(InboxItem.person_id == person_id)
+    if unread_only:
+        q = q.where(InboxItem.read_at.is_(None))
+    if before_id is not None:
+        q = q.where(InboxItem.id < before_id)
+    return list(db.scalars(q.order_by(InboxItem.id.desc()).limit(limit)))
+
+
+def unread_count(db: Session, *, person_id: int) -> int:
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(InboxItem)
+            .where(InboxItem.person_id == person_id, InboxItem.read_at.is_(None))
+        )
+        or 0
+    )
+
+
+def mark_read(
+    db: Session, *, person_id: int, item_id: int, now: datetime | None = None
+) -> InboxItem:
+    """Mark one of the person's own items read. Someone else's item is "not found", so its
+    existence is not revealed; reading twice keeps the first time."""
+    item = db.get(InboxItem, item_id)
+    if item is None or item.person_id != person_id:
+        raise not_found("Inbox item", "消息", item_id)
+    if item.read_at is None:
+        item.read_at = now or utcnow()
+        db.flush()
+    return item
+
+
+# -- preferences ---------------------------------------------------------------------
+
+
+def preferences(db: Session, *, person_id: int) -> list[ChannelPreference]:
+    return list(
+        db.scalars(
+            select(ChannelPreference)
+            .where(ChannelPreference.person_id == person_id)
+            .order_by(ChannelPreference.priority, ChannelPreference.id)
+        )
+    )
+
+
+def set_preference(
+    db: Session,
+    *,
+    person_id: int,
+    channel: str,
+    address: str = "",
+    priority: int = 100,
+    active: bool = True,
+) -> ChannelPreference:
+    """Add or update the preference for (person, channel, address)."""
+    if channel not in EXTERNAL_CHANNELS:
+        raise _field_error("channel", f"Unknown channel {channel!r}", f"未知的通知渠道：{channel}")
+    if db.get(Person, person_id) is None:
+        raise not_found("Person", "人员", person_id)
+    address = address.strip()
+    pref = db.scalar(
+        select(ChannelPreference).where(
+            ChannelPreference.person_id == person_id,
+            ChannelPreference.channel == channel,
+            ChannelPreference.address == address,
+        )
+    )
+    if pref is None:
+        pref = ChannelPreference(person_id=person_id, channel=channel, address=address)
+        db.add(pref)
+    pref.priority = priority
+    pref.active = active
+    db.flush()
+    return pref
+
+
+# -- operations ----------------------------------------------------------------------
+
+
+def outbox(
+    db: Session, *, state: str | None = None, limit: int = 100, before_id: int | None = None
+) -> list[OutboxMessage]:
+    q = select(OutboxMessage)
+    if state is not None:
+        q = q.where(OutboxMessage.state == state)
+    if before_id is not None:
+        q = q.where(OutboxMessage.id < before_id)
+    return list(db.scalars(q.order_by(OutboxMessage.id.desc()).limit(limit)))
+
+
+def requeue(db: Session, *, outbox_id: int, now: datetime | None = None) -> OutboxMessage:
+    """Give a failed message a fresh set of attempts (e.g. after fixing a channel's
+    configuration). It keeps its message id, so a receiver that did get it drops it."""
+    message = db.get(OutboxMessage, outbox_id)
+    if message is None:
+        raise not_found("Outbox message", "通知", outbox_id)
+    if message.state != "failed":
+        raise AppError(
+            409, "not_failed", "Only failed messages can be requeued", "只有发送失败的通知才能重发"
+        )
+    # Workers never touch a failed row, so no conditional UPDATE is needed here.
+    message.state = "pending"
+    message.attempts = 0
+    message.next_attempt_at = now or utcnow()
+    message.claimed_by = None
+    message.claimed_at = None
+    db.flush()
+    return message
