@@ -14,8 +14,15 @@ def migrate(revision: str = "head") -> None:
     """Bring the database schema up to date."""
     from watergrid.migrate import upgrade
 
-    upgrade(get_settings().database_url, revision)
-    typer.echo("schema up to date")
+    from watergrid import db as dbmod
+    from watergrid.reference import seed_reference
+
+    url = get_settings().database_url
+    upgrade(url, revision)
+    dbmod.configure(url)
+    with dbmod.session_scope() as db:
+        seed_reference(db)
+    typer.echo("schema up to date; calendar and categories seeded")
 
 
 @app.command()

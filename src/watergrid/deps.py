@@ -28,4 +28,7 @@ def get_db(request: Request) -> Iterator[Session]:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_db)]
+# scope="function": the commit happens when the route returns, before the response is sent,
+# so a 2xx is only ever sent for a change that is already durable. A streamed response that
+# reads after the route returns must open its own session (db.session_scope).
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]

@@ -4,20 +4,30 @@ out of date."""
 
 from __future__ import annotations
 
+import importlib
+
+from pydantic_core import PydanticUndefined
+
 from pydantic_settings import BaseSettings
 
-from watergrid.settings import Settings
+
+# Every settings class of the project: the shared one and each domain's own.
+SETTINGS_CLASSES = (
+    "watergrid.settings:Settings",
+    "watergrid.workorders.config:WorkOrderSettings",
+    "watergrid.notify.settings:NotifySettings",
+    "watergrid.open311.config:Open311Settings",
+    "watergrid.flood.settings:FloodSettings",
+    "watergrid.flood.response_settings:FloodResponseSettings",
+)
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    classes: list[type[BaseSettings]] = [Settings]
-    try:  # domains with settings of their own register them here
-        from watergrid.notify.settings import NotifySettings
-
-        classes.append(NotifySettings)
-    except ImportError:
-        pass
-    return classes
+    out = []
+    for ref in SETTINGS_CLASSES:
+        module, name = ref.split(":")
+        out.append(getattr(importlib.import_module(module), name))
+    return out
 
 
 def render() -> str:
@@ -32,7 +42,9 @@ def render() -> str:
         prefix = str(cls.model_config.get("env_prefix", ""))
         lines += [f"## {cls.__name__}", "", "| variable | default | meaning |", "|---|---|---|"]
         for name, field in cls.model_fields.items():
-            default = field.default if field.default is not None else ""
+            default = field.default if field.default not in (None, PydanticUndefined) else ""
+            if field.default_factory is not None:
+                default = field.default_factory()  # type: ignore[call-arg]
             lines.append(
                 f"| `{prefix}{name.upper()}` | `{default}` | {field.description or ''} |"
             )

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
         "serve`. Empty: on for SQLite (the embedded default), off for PostgreSQL, where "
         "`watergrid worker` processes do it.",
     )
+    bench_routes: bool = Field(
+        False, description="Mount /bench/floor, the bare-INSERT endpoint bench/intake.py compares "
+        "against. Never in production."
+    )
     default_language: str = Field("zh_CN", description="Language of pages: zh_CN or en.")
 
 

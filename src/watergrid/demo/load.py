@@ -12,6 +12,7 @@ from watergrid.demo.org import WATER_COMPANY, DemoPeople, build_demo_registry
 from watergrid.errors import AppError
 from watergrid.geo import service as geo_service
 from watergrid.org import service as org_service
+from watergrid.reference import seed_reference
 from watergrid.registry.service import ImportReport, import_data
 
 DEMO_PASSWORD = "demo1234"
@@ -89,6 +90,7 @@ def ensure_users(db: Session, *, who: DemoPeople) -> list[str]:
 
 
 def apply_demo(db: Session) -> tuple[ImportReport, list[str]]:
+    seed_reference(db)
     demo = build_demo_registry()
     report = import_data(db, data=demo.data)
     users = ensure_users(db, who=demo.people)

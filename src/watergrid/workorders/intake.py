@@ -1,0 +1,868 @@
+"""Intake: validation (every problem at once, nothing written), routing, numbering,
+idempotency, duplicates, photos. `service.create_order` is the entry point."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, create_engine, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from watergrid.auth.principal import Principal
+from watergrid.errors import AppError, FieldError, forbidden
+from watergrid.geo import locate as geo_locate
+from watergrid.geo import service as geo_service
+from watergrid.geo.schemas import AreaRef, DepartmentRef
+from watergrid.org import service as org_service
+from watergrid.timers.deadlines import compute_due
+from watergrid.timers.spans import require_aware
+from watergrid.workorders import flows, jobs, lifecycle, people
+from watergrid.workorders.common import field_error, local_tz, raise_fields, sha256_hex
+from watergrid.workorders.config import get_wo_settings
+from watergrid.workorders.lifecycle import DUPLICATE_CANDIDATE_STATES
+from watergrid.workorders.models import (
+    Attachment,
+    AttachmentBlob,
+    Category,
+    IdempotencyRecord,
+    OrderCounter,
+    OrderEvent,
+    OrderFollower,
+    WorkOrder,
+)
+from watergrid.workorders.photos import CheckedPhoto, PhotoUpload, check_photo
+from watergrid.workorders.queries import attachment_read
+from watergrid.workorders.schemas import (
+    PUBLIC_SOURCES,
+    SOURCES,
+    AttachmentRead,
+    CreateResult,
+    DuplicateCandidate,
+    OrderCreate,
+    OrderReceipt,
+)
+
+MAX_DESCRIPTION = 4000
+
+
+NUMBER_PREFIX = "GM"
+
+
+NUMBER_RE = re.compile(r"^GM-(\d{4})-(\d{6,})$")
+
+
+MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+KEY_RE = re.compile(r"^[\x21-\x7e]+$")
+
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def normalise_mobile(raw: str) -> str | None:
+    """A mainland mobile number as 11 digits, or None when it is not one. Spaces, dashes and
+    a +86 / 0086 prefix are accepted."""
+    s = re.sub(r"[\s\-()]", "", raw or "")
+    if s.startswith("+86"):
+        s = s[3:]
+    elif s.startswith("0086"):
+        s = s[4:]
+    return s if MOBILE_RE.match(s) else None
+
+
+def _attr_error(code: str, en: str, zh: str) -> tuple[str, FieldError]:
+    return ("bad_attribute", field_error(f"attributes.{code}", en, zh))
+
+
+def check_attributes(
+    defs: list[dict[str, Any]], given: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, FieldError]]]:
+    """Validate attribute values against a category's definitions (Open311 datatypes).
+    Returns the normalised values and the problems."""
+    out: dict[str, Any] = {}
+    problems: list[tuple[str, FieldError]] = []
+    by_code = {d["code"]: d for d in defs}
+    for code in given:
+        if code not in by_code:
+            problems.append(
+                _attr_error(code, f"Unknown attribute {code}", f"该类别没有属性 {code}")
+            )
+    for d in sorted(defs, key=lambda a: (a.get("order", 0), a["code"])):
+        code, kind, desc = d["code"], d["datatype"], d.get("description", d["code"])
+        if not d.get("variable", True):
+            continue
+        raw = given.get(code)
+        empty = raw is None or raw == "" or raw == []
+        if empty:
+            if d.get("required"):
+                problems.append(
+                    (
+                        "attribute_required",
+                        field_error(f"attributes.{code}", f"{code} is required", f"请填写：{desc}"),
+                    )
+                )
+            continue
+        keys = {v["key"] for v in d.get("values", [])}
+        if kind == "number":
+            try:
+                num = math.nan if raw is None or isinstance(raw, bool | list) else float(raw)
+            except (TypeError, ValueError):
+                num = math.nan
+            if isinstance(raw, list) or not math.isfinite(num):
+                problems.append(
+                    _attr_error(code, f"{code} must be a number", f"{desc}：请填写数字")
+                )
+                continue
+            out[code] = int(num) if num.is_integer() else num
+        elif kind == "datetime":
+            try:
+                when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+            except ValueError:
+                problems.append(
+                    _attr_error(
+                        code,
+                        f"{code} must be an ISO 8601 date and time",
+                        f"{desc}：时间格式应为 2026-07-01T08:30+08:00",
+                    )
+                )
+                continue
+            if when.tzinfo is None:
+                # A form's local time is Beijing time.
+                when = when.replace(tzinfo=local_tz())
+            out[code] = when.isoformat()
+        elif kind in ("string", "text"):
+            if isinstance(raw, list):
+                problems.append(_attr_error(code, f"{code} must be text", f"{desc}：请填写文字"))
+                continue
+            text = str(raw).strip()
+            limit = 200 if kind == "string" else 2000
+            if len(text) > limit:
+                problems.append(
+                    _attr_error(
+                        code,
+                        f"{code} is longer than {limit} characters",
+                        f"{desc}：最多 {limit} 字",
+                    )
+                )
+                continue
+            out[code] = text
+        elif kind == "singlevaluelist":
+            if isinstance(raw, list):
+                raw = raw[0] if len(raw) == 1 else raw
+            if isinstance(raw, list) or str(raw) not in keys:
+                problems.append(
+                    _attr_error(
+                        code, f"{code} must be one of {sorted(keys)}", f"{desc}：请从选项中选择一项"
+                    )
+                )
+                continue
+            out[code] = str(raw)
+        elif kind == "multivaluelist":
+            values = raw if isinstance(raw, list) else [raw]
+            values = [str(v) for v in values]
+            bad = [v for v in values if v not in keys]
+            if bad:
+                problems.append(
+                    _attr_error(
+                        code, f"{code}: {bad} not among {sorted(keys)}", f"{desc}：选项无效 {bad}"
+                    )
+                )
+                continue
+            out[code] = list(dict.fromkeys(values))
+    return out, problems
+
+
+def _check_idempotency_key(key: str) -> str:
+    limit = get_wo_settings().idempotency_key_max_length
+    if not key or len(key) > limit or not KEY_RE.match(key):
+        raise AppError(
+            400,
+            "bad_idempotency_key",
+            f"Idempotency-Key must be 1-{limit} printable ASCII characters",
+            f"Idempotency-Key 应为 1–{limit} 个可打印 ASCII 字符",
+        )
+    return key
+
+
+def _request_hash(
+    *, data: OrderCreate, source: str, actor: Principal | None, photos: Sequence[PhotoUpload]
+) -> str:
+    body = {
+        "source": source,
+        "actor": actor.user_id if actor else None,
+        "data": data.model_dump(mode="json"),
+        "photos": [sha256_hex(p.data) for p in photos],
+    }
+    return sha256_hex(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+
+
+def _replay(record: IdempotencyRecord, request_hash: str) -> CreateResult:
+    if record.request_sha256 != request_hash or record.receipt is None:
+        raise AppError(
+            409,
+            "idempotency_conflict",
+            "This Idempotency-Key was used with a different request",
+            "该 Idempotency-Key 已用于另一份不同的提交",
+        )
+    return CreateResult(receipt=OrderReceipt.model_validate(record.receipt), replayed=True)
+
+
+def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance (haversine), in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+MAX_DUPLICATES_SHOWN = 10
+
+
+def find_duplicates(
+    db: Session,
+    *,
+    category_code: str,
+    lon: float,
+    lat: float,
+    now: datetime,
+    exclude_id: int | None = None,
+    radius_m: float | None = None,
+    window_hours: float | None = None,
+) -> list[tuple[int, DuplicateCandidate]]:
+    """Open orders of the same category within `radius_m` made in the last `window_hours`
+    (settings by default): (order id, candidate), nearest first, at most 10. Reads only the
+    columns it shows: a cluster of reports at one spot must not slow every new one down."""
+    cfg = get_wo_settings()
+    radius = cfg.duplicate_radius_m if radius_m is None else radius_m
+    hours = cfg.duplicate_window_hours if window_hours is None else window_hours
+    dlat = radius / 111_000.0 * 1.05
+    dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
+    q = select(
+        WorkOrder.id,
+        WorkOrder.number,
+        WorkOrder.state,
+        WorkOrder.created_at,
+        WorkOrder.lon,
+        WorkOrder.lat,
+    ).where(
+        WorkOrder.category_code == category_code,
+        WorkOrder.lat.between(lat - dlat, lat + dlat),
+        WorkOrder.lon.between(lon - dlon, lon + dlon),
+        WorkOrder.created_at >= now - timedelta(hours=hours),
+        WorkOrder.state.in_(sorted(DUPLICATE_CANDIDATE_STATES)),
+    )
+    if exclude_id is not None:
+        q = q.where(WorkOrder.id != exclude_id)
+    hits = []
+    for oid, number, state, created_at, olon, olat in db.execute(q).all():
+        d = distance_m(lon, lat, olon, olat)
+        if d <= radius:
+            hits.append(
+                (
+                    d,
+                    oid,
+                    DuplicateCandidate(
+                        number=number,
+                        category_code=category_code,
+                        state=state,
+                        distance_m=round(d, 1),
+                        created_at=created_at,
+                    ),
+                )
+            )
+    hits.sort(key=lambda h: (h[0], h[1]))
+    return [(oid, c) for _, oid, c in hits[:MAX_DUPLICATES_SHOWN]]
+
+
+@dataclass
+class _Prepared:
+    category: Category
+    description: str
+    phone: str
+    email: str
+    attributes: dict[str, Any]
+    priority: str
+    photos: list[CheckedPhoto]
+    pending: list[Attachment]
+    grid: AreaRef
+    subdistrict: AreaRef
+    zone_id: int | None
+    zone: AreaRef | None
+    department_id: int | None
+    department: DepartmentRef | None
+    party_group_number: int | None
+    followers: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _check_source(source: str, actor: Principal | None) -> None:
+    if source not in SOURCES:
+        raise AppError(
+            422,
+            "unknown_source",
+            f"Unknown source {source}",
+            f"未知的诉求来源：{source}",
+            [field_error("source", f"one of {list(SOURCES)}", "来源无效")],
+        )
+    if source not in PUBLIC_SOURCES and (actor is None or not actor.can("orders.create_staff")):
+        if actor is None:
+            raise AppError(
+                401,
+                "unauthenticated",
+                "Sign in to enter patrol or phone reports",
+                "登记巡查发现或来电诉求请先登录",
+            )
+        raise forbidden()
+
+
+def _prepare(
+    db: Session,
+    *,
+    data: OrderCreate,
+    actor: Principal | None,
+    photos: Sequence[PhotoUpload],
+) -> _Prepared:
+    """Everything intake decides before writing: validation (all problems at once) and
+    routing. Raises AppError; writes nothing."""
+    cfg = get_wo_settings()
+    problems: list[tuple[str, FieldError]] = []
+
+    cat = db.scalar(
+        select(Category).where(Category.code == data.category_code, Category.active.is_(True))
+    )
+    if cat is None:
+        problems.append(
+            (
+                "unknown_category",
+                field_error(
+                    "category_code",
+                    f"Unknown category {data.category_code}",
+                    f"未知的诉求类别：{data.category_code}",
+                ),
+            )
+        )
+
+    description = data.description.strip()
+    if not description:
+        problems.append(
+            (
+                "description_required",
+                field_error("description", "Describe the problem", "请填写问题描述"),
+            )
+        )
+    elif len(description) > MAX_DESCRIPTION:
+        problems.append(
+            (
+                "description_too_long",
+                field_error(
+                    "description",
+                    f"Description has {len(description)} characters; at most {MAX_DESCRIPTION:,}",
+                    f"问题描述最多 {MAX_DESCRIPTION} 字，当前 {len(description)} 字",
+                ),
+            )
+        )
+
+    phone = ""
+    if data.reporter_phone.strip():
+        normal = normalise_mobile(data.reporter_phone)
+        if normal is None:
+            problems.append(
+                (
+                    "bad_phone",
+                    field_error(
+                        "reporter_phone",
+                        "Not an 11-digit mainland mobile number",
+                        "手机号码格式不正确，应为11位大陆手机号",
+                    ),
+                )
+            )
+        else:
+            phone = normal
+            if not data.phone_consent:
+                problems.append(
+                    (
+                        "consent_required",
+                        field_error(
+                            "phone_consent",
+                            "Agree that we store your number and contact you, or leave it out",
+                            "如需留下手机号，请勾选同意我们保存并回访；也可以不留",
+                        ),
+                    )
+                )
+
+    email = data.reporter_email.strip()
+    if email and not EMAIL_RE.match(email):
+        problems.append(
+            (
+                "bad_email",
+                field_error("reporter_email", "Not an e-mail address", "电子邮箱格式不正确"),
+            )
+        )
+
+    attributes: dict[str, Any] = {}
+    if cat is not None:
+        attributes, attr_problems = check_attributes(cat.attributes or [], data.attributes)
+        problems.extend(attr_problems)
+
+    card_zone: AreaRef | None = None
+    if data.zone_code:
+        z = geo_service.get(db, code=data.zone_code)
+        if z is None or z.kind != "zone":
+            problems.append(
+                (
+                    "unknown_zone",
+                    field_error(
+                        "zone_code",
+                        f"Unknown zone {data.zone_code}",
+                        f"未知的片区：{data.zone_code}",
+                    ),
+                )
+            )
+        else:
+            card_zone = AreaRef(
+                id=z.id, kind=z.kind, code=z.code, name_zh=z.name_zh, name_en=z.name_en
+            )
+
+    if data.priority is not None and (actor is None or not actor.is_staff):
+        problems.append(
+            (
+                "priority_staff_only",
+                field_error("priority", "Priority is set by staff", "紧急程度由工作人员确定"),
+            )
+        )
+
+    checked: list[CheckedPhoto] = []
+    pending: list[Attachment] = []
+    if len(photos) + len(data.attachment_keys) > cfg.photo_max_count:
+        problems.append(
+            (
+                "too_many_photos",
+                field_error(
+                    "photos",
+                    f"At most {cfg.photo_max_count} photos",
+                    f"最多上传 {cfg.photo_max_count} 张照片",
+                ),
+            )
+        )
+    else:
+        for i, p in enumerate(photos):
+            try:
+                checked.append(
+                    check_photo(
+                        p,
+                        field=f"photos.{i}",
+                        max_bytes=cfg.photo_max_bytes,
+                        max_pixels=cfg.photo_max_pixels,
+                        public_max_side=cfg.public_photo_max_side,
+                    )
+                )
+            except AppError as e:
+                problems.append((e.code, e.fields[0]))
+        keys = list(dict.fromkeys(data.attachment_keys))
+        if keys:
+            found = {
+                a.key: a for a in db.scalars(select(Attachment).where(Attachment.key.in_(keys)))
+            }
+            for k in keys:
+                a = found.get(k)
+                if a is None or a.order_id is not None:
+                    problems.append(
+                        (
+                            "unknown_attachment",
+                            field_error(
+                                "attachment_keys",
+                                f"No pending upload {k}",
+                                f"照片 {k} 不存在或已使用",
+                            ),
+                        )
+                    )
+                else:
+                    pending.append(a)
+
+    location = None
+    try:
+        location = geo_locate.locate(db, lon=data.lon, lat=data.lat)
+    except AppError as e:
+        problems.append((e.code, field_error("location", e.message, e.message_zh)))
+
+    raise_fields(problems)
+    assert cat is not None and location is not None
+
+    zone_ids = [z.id for z in location.zones]
+    registry = geo_locate.view(db)
+    dept_id = org_service.responsible_department(
+        registry.rules,
+        category_code=cat.code,
+        grid_id=location.grid.id,
+        zone_ids=zone_ids,
+        subdistrict_id=location.subdistrict.id,
+    )
+    # A service card names the enterprise's own zone: its chain leader is their contact
+    # even when the problem lies just outside the zone's outline.
+    if card_zone is not None:
+        zone: AreaRef | None = card_zone
+    elif location.zones:
+        z0 = location.zones[0]
+        zone = AreaRef(id=z0.id, kind=z0.kind, code=z0.code, name_zh=z0.name_zh, name_en=z0.name_en)
+    else:
+        zone = None
+    group_number, group_leader = people.party_group_leader(db, grid_id=location.grid.id)
+    followers: list[tuple[int, str]] = []
+    chain = people.chain_leader_person_id(db, zone_id=zone.id if zone else None)
+    if chain is not None:
+        followers.append((chain, "chain_leader"))
+    if group_leader is not None and group_leader != chain:
+        followers.append((group_leader, "party_group_leader"))
+    priority = data.priority or cat.default_priority
+    return _Prepared(
+        category=cat,
+        description=description,
+        phone=phone,
+        email=email,
+        attributes=attributes,
+        priority=priority,
+        photos=checked,
+        pending=pending,
+        grid=location.grid,
+        subdistrict=location.subdistrict,
+        zone_id=zone.id if zone else None,
+        zone=zone,
+        department_id=dept_id,
+        department=registry.departments.get(dept_id) if dept_id is not None else None,
+        party_group_number=group_number,
+        followers=followers,
+    )
+
+
+_numbering_lock = threading.Lock()
+_numbering_engines: dict[str, Engine] = {}
+
+
+def _numbering_engine(db: Session) -> Engine:
+    """A small autocommit pool of its own for the counter (PostgreSQL): borrowing from the
+    session's pool while holding one of its connections could starve it under load."""
+    url = db.get_bind().engine.url
+    key = url.render_as_string(hide_password=False)
+    engine = _numbering_engines.get(key)
+    if engine is None:
+        with _numbering_lock:
+            engine = _numbering_engines.get(key)
+            if engine is None:
+                engine = create_engine(
+                    url,
+                    pool_size=2,
+                    max_overflow=8,
+                    pool_pre_ping=True,
+                    isolation_level="AUTOCOMMIT",
+                )
+                _numbering_engines[key] = engine
+    return engine
+
+
+def next_number(db: Session, *, now: datetime) -> str:
+    """GM-YYYY-NNNNNN from the year's counter row, incremented by one atomic upsert.
+
+    On PostgreSQL the increment commits on its own at once, so concurrent creates hold the
+    row lock for one statement rather than for their whole transaction (which would make
+    every create in every process wait in line); a create that fails after numbering leaves
+    a gap. On SQLite, where writers are serialised anyway, it runs in the caller's
+    transaction and numbers have no gaps."""
+    year = now.astimezone(local_tz()).year
+    table = cast(Table, OrderCounter.__table__)
+    dialect = db.get_bind().dialect.name
+    ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    stmt = (
+        ins.values(year=year, last=1)
+        .on_conflict_do_update(index_elements=["year"], set_={"last": table.c.last + 1})
+        .returning(table.c.last)
+    )
+    if dialect == "postgresql":
+        with _numbering_engine(db).connect() as conn:
+            n = conn.execute(stmt).scalar_one()
+    else:
+        n = db.execute(stmt).scalar_one()
+    return f"{NUMBER_PREFIX}-{year}-{n:06d}"
+
+
+def actor_fields(db: Session, actor: Principal | None, role: str | None) -> dict[str, Any]:
+    if actor is None:
+        return {"actor_role": role or "reporter"}
+    dept = people.person_department_id(db, person_id=actor.person_id)
+    if dept is None and actor.department_ids:
+        dept = min(actor.department_ids)
+    return {
+        "actor_user_id": actor.user_id,
+        "actor_person_id": actor.person_id,
+        "actor_role": role or lifecycle.primary_role(actor),
+        "actor_department_id": dept,
+        "actor_name": actor.display_name[:64],
+    }
+
+
+def store_photos(
+    db: Session,
+    *,
+    order_id: int,
+    event_id: int | None,
+    photos: Sequence[CheckedPhoto],
+    pending: Sequence[Attachment],
+    actor: Principal | None,
+    now: datetime,
+) -> None:
+    for p in photos:
+        a = Attachment(
+            key=secrets.token_hex(16),
+            order_id=order_id,
+            event_id=event_id,
+            filename=p.filename,
+            content_type=p.content_type,
+            original_content_type=p.original_content_type,
+            size=len(p.public),
+            original_size=len(p.original),
+            width=p.width,
+            height=p.height,
+            sha256=sha256_hex(p.original),
+            uploaded_by_user_id=actor.user_id if actor else None,
+            created_at=now,
+        )
+        db.add(a)
+        db.flush()
+        db.add(AttachmentBlob(attachment_id=a.id, original=p.original, public=p.public))
+    for a in pending:
+        a.order_id = order_id
+        a.event_id = event_id
+    db.flush()
+
+
+def _claim_idempotency_key(
+    db: Session, *, key: str, request_hash: str, now: datetime
+) -> CreateResult | None:
+    """Insert the key row before the order, so that a concurrent request with the same key
+    waits on it (PostgreSQL) and then finds this request's receipt instead of making a second
+    order. None when the key is ours; the earlier receipt (or a 409) when it is taken."""
+    table = cast(Table, IdempotencyRecord.__table__)
+    dialect = db.get_bind().dialect.name
+    ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    stmt = (
+        ins.values(
+            key=key, request_sha256=request_hash, order_id=None, receipt=None, created_at=now
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.key)
+    )
+    if db.execute(stmt).scalar_one_or_none() is not None:
+        return None
+    existing = db.scalar(
+        select(IdempotencyRecord)
+        .where(IdempotencyRecord.key == key)
+        .execution_options(populate_existing=True)
+    )
+    assert existing is not None  # the conflicting row is committed: we waited for it
+    return _replay(existing, request_hash)
+
+
+def create_order(
+    db: Session,
+    *,
+    data: OrderCreate,
+    source: str,
+    actor: Principal | None,
+    idempotency_key: str | None,
+    now: datetime,
+    photos: Sequence[PhotoUpload] = (),
+) -> CreateResult:
+    """Take in a report: validate, route, number it, start its response clock, tell the
+    department and the followers. With `idempotency_key`, a repeat of the same request gets
+    the first receipt back (replayed=True) and a different request under the same key is a
+    409. Everything is written into the caller's transaction; nothing when it raises."""
+    require_aware(now, "now")
+    _check_source(source, actor)
+    request_hash = _request_hash(data=data, source=source, actor=actor, photos=photos)
+    key = _check_idempotency_key(idempotency_key) if idempotency_key is not None else None
+    if key is not None:
+        existing = db.get(IdempotencyRecord, key)
+        if existing is not None:
+            return _replay(existing, request_hash)
+
+    prep = _prepare(db, data=data, actor=actor, photos=photos)
+
+    if key is not None:
+        earlier = _claim_idempotency_key(db, key=key, request_hash=request_hash, now=now)
+        if earlier is not None:
+            return earlier
+
+    cat = prep.category
+    limits = cat.deadlines[prep.priority]
+    response_due = compute_due(
+        now,
+        amount=float(limits["response"]["amount"]),
+        unit=limits["response"]["unit"],
+        calendar=jobs.calendar(db),
+    )
+    token = secrets.token_urlsafe(16)
+    duplicates = find_duplicates(db, category_code=cat.code, lon=data.lon, lat=data.lat, now=now)
+
+    order = WorkOrder(
+        number=next_number(db, now=now),
+        category_id=cat.id,
+        category_code=cat.code,
+        group_code=cat.group_code,
+        priority=prep.priority,
+        source=source,
+        state="submitted",
+        description=prep.description,
+        address=data.address.strip(),
+        lon=data.lon,
+        lat=data.lat,
+        attributes=prep.attributes,
+        media_url=data.media_url,
+        external_ref=data.external_ref,
+        reporter_name=data.reporter_name.strip(),
+        reporter_phone=prep.phone,
+        reporter_email=prep.email,
+        phone_consent=bool(prep.phone) and data.phone_consent,
+        track_token_sha256=sha256_hex(token),
+        created_by_user_id=actor.user_id if actor else None,
+        grid_id=prep.grid.id,
+        subdistrict_id=prep.subdistrict.id,
+        zone_id=prep.zone_id,
+        party_group_number=prep.party_group_number,
+        department_id=prep.department_id,
+        response_limit=dict(limits["response"]),
+        handling_limit={**limits["handling"], "extended_by": 0},
+        response_due_at=response_due.due_at,
+        deadline_warnings=list(response_due.warnings),
+        duplicate_candidate_ids=[oid for oid, _ in duplicates],
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(order)
+    db.flush()
+    event = OrderEvent(
+        order_id=order.id,
+        at=now,
+        action="create",
+        from_state=None,
+        to_state="submitted",
+        note="",
+        data={
+            "source": source,
+            "priority": prep.priority,
+            "department": prep.department.code if prep.department else None,
+            "response_due_at": response_due.due_at.isoformat(),
+            "possible_duplicates": [c.number for _, c in duplicates],
+        },
+        **actor_fields(db, actor, None if actor else "reporter"),
+    )
+    db.add(event)
+    for person_id, reason in prep.followers:
+        db.add(OrderFollower(order_id=order.id, person_id=person_id, reason=reason))
+    db.flush()
+    store_photos(
+        db,
+        order_id=order.id,
+        event_id=event.id,
+        photos=prep.photos,
+        pending=prep.pending,
+        actor=actor,
+        now=now,
+    )
+    jobs.schedule_deadline(db, order=order, deadline="response", now=now, fresh=True)
+    flows.order_created(db, order=order, follower_ids=[pid for pid, _ in prep.followers], now=now)
+
+    receipt = OrderReceipt(
+        id=order.id,
+        number=order.number,
+        state=order.state,
+        source=source,
+        category_code=cat.code,
+        category_name_zh=cat.name_zh,
+        category_name_en=cat.name_en,
+        priority=prep.priority,  # type: ignore[arg-type]
+        created_at=now,
+        response_due_at=order.response_due_at,
+        subdistrict=prep.subdistrict,
+        grid=prep.grid,
+        zone=prep.zone,
+        department=prep.department,
+        reporter_phone_masked=flows.masked(prep.phone),
+        track_token=token,
+        possible_duplicates=[c for _, c in duplicates],
+        warnings=list(response_due.warnings),
+    )
+    if key is not None:
+        db.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key == key)
+            .values(order_id=order.id, receipt=receipt.model_dump(mode="json"))
+        )
+    db.flush()
+    return CreateResult(receipt=receipt, replayed=False)
+
+
+def upload_attachment(
+    db: Session, *, photo: PhotoUpload, actor: Principal | None, now: datetime
+) -> AttachmentRead:
+    """Store a checked photo not yet tied to an order; the create (or an action) claims it by
+    its key. Unclaimed uploads are removed by purge_unclaimed_uploads."""
+    cfg = get_wo_settings()
+    p = check_photo(
+        photo,
+        field="file",
+        max_bytes=cfg.photo_max_bytes,
+        max_pixels=cfg.photo_max_pixels,
+        public_max_side=cfg.public_photo_max_side,
+    )
+    a = Attachment(
+        key=secrets.token_hex(16),
+        order_id=None,
+        event_id=None,
+        filename=p.filename,
+        content_type=p.content_type,
+        original_content_type=p.original_content_type,
+        size=len(p.public),
+        original_size=len(p.original),
+        width=p.width,
+        height=p.height,
+        sha256=sha256_hex(p.original),
+        uploaded_by_user_id=actor.user_id if actor else None,
+        created_at=now,
+    )
+    db.add(a)
+    db.flush()
+    db.add(AttachmentBlob(attachment_id=a.id, original=p.original, public=p.public))
+    db.flush()
+    return attachment_read(a)
+
+
+def purge_unclaimed_uploads(db: Session, *, before: datetime) -> int:
+    """Delete uploads never attached to an order, made before `before`."""
+    ids = list(
+        db.scalars(
+            select(Attachment.id).where(
+                Attachment.order_id.is_(None), Attachment.created_at < before
+            )
+        )
+    )
+    for i in ids:
+        blob = db.get(AttachmentBlob, i)
+        if blob is not None:
+            db.delete(blob)
+        a = db.get(Attachment, i)
+        if a is not None:
+            db.delete(a)
+    db.flush()
+    return len(ids)
