@@ -59,9 +59,27 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of the app served by uvicorn over a fresh demo database; stopped at the end."""
-    tmp = tmp_path_factory.mktemp("live")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Base URL of the app served by uvicorn over a fresh demo database; stopped at exit.
+    One server per test process, however many folders use the fixture."""
+    from tests.browser_support import shared
+
+    def start() -> tuple[str, subprocess.Popen[bytes]]:
+        return _start_server(tmp_path_factory.mktemp("live"))
+
+    def stop(value: tuple[str, subprocess.Popen[bytes]]) -> None:
+        proc = value[1]
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    return str(shared("live_server", start, stop)[0])
+
+
+def _start_server(tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
@@ -105,14 +123,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     try:
         _wait_ready(base, proc, log)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    except BaseException:
+        proc.kill()
+        raise
+    return base, proc
 
 
 def _unavailable(reason: str) -> None:
@@ -127,26 +141,26 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not CHROMIUM.exists():
         _unavailable(str(CHROMIUM))
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         _unavailable("the playwright Python package")
+    from tests.browser_support import playwright as shared_playwright
+
     profile = tmp_path_factory.mktemp("chromium-profile")
-    pw = sync_playwright().start()
-    try:
-        context = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            args=LAUNCH_ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 860},
-            locale="zh-CN",
-            timezone_id="Asia/Shanghai",
-        )
-        context.set_default_timeout(15_000)
-        yield context
-        context.close()
-    finally:
-        pw.stop()
+    pw = shared_playwright()
+    # One Playwright per process (tests/browser_support.py); a context per fixture copy.
+    context = pw.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=str(CHROMIUM),
+        args=LAUNCH_ARGS,
+        headless=True,
+        viewport={"width": 1280, "height": 860},
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+    )
+    context.set_default_timeout(15_000)
+    yield context
+    context.close()
 
 
 @pytest.fixture
