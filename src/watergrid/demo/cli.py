@@ -16,7 +16,7 @@ def demo(
     """Load the Guangming demo: 6 subdistricts, 37 grids, 7 zones, the bureau, its people,
     37 party groups and demo users (password demo1234). Safe to run again."""
     from watergrid import db as dbmod
-    from watergrid.demo.load import DEMO_PASSWORD, DEMO_USERS, apply_demo
+    from watergrid.demo.load import DEMO_PASSWORD, DEMO_USERS, apply_demo, load_domain_demos
     from watergrid.errors import AppError
     from watergrid.registry.cli import EXIT_INVALID, print_errors
     from watergrid.settings import get_settings
@@ -30,11 +30,14 @@ def demo(
     try:
         with dbmod.session_scope() as db:
             report, created = apply_demo(db)
+        with dbmod.session_scope() as db:
+            domains = load_domain_demos(db)
     except AppError as exc:
         print_errors(exc)
         raise typer.Exit(EXIT_INVALID) from None
     for line in report.lines():
         typer.echo(line)
+    typer.echo(f"domain demos: {', '.join(domains)}")
     typer.echo(f"users created: {', '.join(created) if created else 'none (already there)'}")
     typer.echo(f"demo users (password {DEMO_PASSWORD}):")
     for u in DEMO_USERS:

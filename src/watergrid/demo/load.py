@@ -101,3 +101,26 @@ def apply_demo(db: Session) -> tuple[ImportReport, list[str]]:
 def load_demo(db: Session) -> None:
     """Load (or re-load) the demo into the caller's transaction."""
     apply_demo(db)
+
+
+# Each domain's demo content, loaded after the registry by `watergrid demo` (not by the test
+# fixtures, which load only the registry so each domain's tests start from a known state).
+# Every loader is idempotent and works in the caller's transaction.
+DOMAIN_DEMOS = (
+    "watergrid.flood.demo:load_flood_demo",
+    "watergrid.flood.response_demo:load_flood_response_demo",
+    "watergrid.inspections.demo:load_inspections_demo",
+    "watergrid.permits.demo:load_permits_demo",
+)
+
+
+def load_domain_demos(db: Session) -> list[str]:
+    import importlib
+
+    loaded = []
+    for ref in DOMAIN_DEMOS:
+        module, name = ref.split(":")
+        getattr(importlib.import_module(module), name)(db)
+        db.flush()
+        loaded.append(module.rsplit(".", 1)[-1])
+    return loaded
