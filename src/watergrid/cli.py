@@ -70,7 +70,10 @@ def worker(
     # SIGTERM lets every loop finish the item in hand and hand the rest back.
     signal.signal(signal.SIGTERM, lambda *_: w.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: w.stop_event.set())
-    w.join()
+    crashed = w.join()
+    if crashed:
+        typer.echo(f"worker loops crashed: {', '.join(crashed)}", err=True)
+        raise typer.Exit(1)
 
 
 def _register_subcommands() -> None:

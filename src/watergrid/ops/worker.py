@@ -52,10 +52,24 @@ class Worker:
         for t in self.threads:
             t.join(timeout)
 
-    def join(self) -> None:
-        for t in self.threads:
-            while t.is_alive():
+    def join(self) -> list[str]:
+        """Wait until every loop has ended; returns the names of those that crashed. A loop
+        that ends while no stop was asked for has crashed (its traceback is on stderr): the
+        others are stopped too, so the process exits and its supervisor restarts the whole
+        worker instead of it living on with, say, timers but no delivery."""
+        crashed: list[str] = []
+        while True:
+            for t in self.threads:
                 t.join(0.5)
+                if not t.is_alive() and not self.stop_event.is_set():
+                    crashed.append(t.name)
+                    log.error(
+                        "worker loop ended unexpectedly; stopping",
+                        extra={"fields": {"loop": t.name}},
+                    )
+                    self.stop_event.set()
+            if not any(t.is_alive() for t in self.threads):
+                return crashed
 
 
 def _loop_targets(worker_id: str, stop: threading.Event) -> dict[str, Callable[[], object]]:
