@@ -8,6 +8,13 @@ with 2 workers, then
   3. full intake at a fixed offered rate (default 300/s): p50/p95/p99 latency.
 Afterwards the orders are counted: every 2xx must be exactly one order.
 
+Each phase also records the load average before and after it and the CPU seconds the
+server's processes and this client used, so that a figure taken on a busy machine can be
+told from one taken on a quiet one (docs/performance.md). Both intake phases follow a short
+warm-up (its orders are counted too), so that per-process caches, compiled statements and
+server-side prepared statements are in place before anything is measured. The client runs
+on uvloop when it is installed: it shares the cores with the server it measures.
+
     python bench/intake.py [--backend sqlite|postgresql|both] [--duration 15] [--rate 300]
 """
 
@@ -16,18 +23,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
-from shapely.geometry import Point, shape
+from shapely.geometry import Point
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import fresh_database, load_demo, save, serve  # noqa: E402
-from loadgen import Request, closed_loop, open_loop  # noqa: E402
+from harness import Server, fresh_database, load_demo, save, serve  # noqa: E402
+from loadgen import Request, Result, closed_loop, open_loop  # noqa: E402
 
 from watergrid.geo.demo_geometry import build_demo_areas  # noqa: E402
 from watergrid.ops.bench_api import FLOOR_TABLE_DDL  # noqa: E402
@@ -71,6 +83,75 @@ def floor_maker(i: int) -> Request:
     return ("POST", "/bench/floor", {"Content-Type": "application/json"}, b'{"n": %d}' % i)
 
 
+def _run(coro: Coroutine[Any, Any, Result]) -> Result:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def _backend_pids(url: str) -> list[int]:
+    """PostgreSQL server processes serving the bench database (none for SQLite)."""
+    if not url.startswith("postgresql"):
+        return []
+    eng = create_engine(url, poolclass=NullPool)
+    try:
+        with eng.connect() as c:
+            return list(
+                c.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalars()
+            )
+    finally:
+        eng.dispose()
+
+
+def measured(
+    srv: Server, url: str, phase: Callable[[], Coroutine[Any, Any, Result]]
+) -> tuple[Result, dict[str, Any]]:
+    """Run one phase and note the machine around it: load averages, CPU of the app server,
+    of the database server (PostgreSQL backends of this database) and of this client, in
+    seconds and per successful request in milliseconds."""
+    pids = srv.pids()
+    db_before = {pid: _cpu_s([pid]) for pid in _backend_pids(url)}
+    load_before = os.getloadavg()
+    server0, client0, t0 = _cpu_s(pids), time.process_time(), time.perf_counter()
+    res = _run(phase())
+    wall = time.perf_counter() - t0
+    server_s, client_s = _cpu_s(pids) - server0, time.process_time() - client0
+    # Backends that started during the phase count from zero.
+    db_s = sum(_cpu_s([pid]) - db_before.get(pid, 0.0) for pid in _backend_pids(url))
+    ok = max(res.ok(), 1)
+    return res, {
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "app_cpu_s": round(server_s, 2),
+        "db_cpu_s": round(db_s, 2),
+        "client_cpu_s": round(client_s, 2),
+        "app_cpu_ms_per_ok": round(1000 * server_s / ok, 3),
+        "db_cpu_ms_per_ok": round(1000 * db_s / ok, 3),
+        "client_cpu_ms_per_ok": round(1000 * client_s / ok, 3),
+        "wall_s": round(wall, 2),
+    }
+
+
 def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     points = inside_points(2000)
     with fresh_database(backend, tmp) as url:
@@ -79,19 +160,37 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         with eng.begin() as c:
             c.execute(text(FLOOR_TABLE_DDL[backend]))
         with serve(url, workers=args.workers, WATERGRID_BENCH_ROUTES="true") as srv:
-            asyncio.run(closed_loop(srv.base, floor_maker, concurrency=8, duration_s=2))  # warm
-            floor = asyncio.run(
-                closed_loop(srv.base, floor_maker, concurrency=args.concurrency,
-                            duration_s=args.duration)
+            _run(closed_loop(srv.base, floor_maker, concurrency=8, duration_s=2))  # warm
+            floor, floor_env = measured(
+                srv,
+                url,
+                lambda: closed_loop(
+                    srv.base, floor_maker, concurrency=args.concurrency, duration_s=args.duration
+                ),
             )
             run = uuid.uuid4().hex[:6]
-            full = asyncio.run(
-                closed_loop(srv.base, order_maker(points, run + "c"),
-                            concurrency=args.concurrency, duration_s=args.duration)
+            warm = _run(
+                closed_loop(srv.base, order_maker(points, run + "w"), concurrency=8, duration_s=2)
             )
-            paced = asyncio.run(
-                open_loop(srv.base, order_maker(points, run + "r"), rate=args.rate,
-                          duration_s=args.duration)
+            full, full_env = measured(
+                srv,
+                url,
+                lambda: closed_loop(
+                    srv.base,
+                    order_maker(points, run + "c"),
+                    concurrency=args.concurrency,
+                    duration_s=args.duration,
+                ),
+            )
+            paced, paced_env = measured(
+                srv,
+                url,
+                lambda: open_loop(
+                    srv.base,
+                    order_maker(points, run + "r"),
+                    rate=args.rate,
+                    duration_s=args.duration,
+                ),
             )
         with eng.connect() as c:
             stored = c.execute(
@@ -99,13 +198,14 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
                 {"p": f"%压测 {run}%"},
             ).scalar_one()
         eng.dispose()
-    acknowledged = full.ok() + paced.ok()
+    acknowledged = warm.ok() + full.ok() + paced.ok()
     ratio = full.summary()["ok_per_s"] / max(floor.summary()["ok_per_s"], 1)  # type: ignore[operator]
     return {
-        "floor_insert": floor.summary(),
-        "intake_max": full.summary(),
-        "intake_at_rate": {"offered_per_s": args.rate, **paced.summary()},
+        "floor_insert": {**floor.summary(), "machine": floor_env},
+        "intake_max": {**full.summary(), "machine": full_env},
+        "intake_at_rate": {"offered_per_s": args.rate, **paced.summary(), "machine": paced_env},
         "intake_vs_floor": round(ratio, 3),
+        "warm_up_orders": warm.ok(),
         "acknowledged": acknowledged,
         "stored": stored,
         "lost": max(0, acknowledged - stored),

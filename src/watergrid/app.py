@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from watergrid import db as dbmod
@@ -59,6 +62,59 @@ def _install_error_handlers(app: FastAPI) -> None:
         zh = {404: "页面不存在", 405: "不支持该请求方法"}.get(exc.status_code, "请求无法处理")
         err = AppError(exc.status_code, "http_error", str(exc.detail), zh)
         return await app_error(request, err)
+
+    async def busy(request: Request) -> Response:
+        err = overloaded()
+        if request.url.path.startswith("/open311/"):
+            from watergrid.open311.errors import from_app_error
+            from watergrid.open311.formats import render_error
+
+            fmt = "xml" if request.url.path.endswith(".xml") else "json"
+            locale = "en" if request.query_params.get("locale", "").startswith("en") else "zh"
+            response = render_error(fmt, from_app_error(err), locale)
+        else:
+            response = await app_error(request, err)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def pool_timeout(request: Request, exc: SQLAlchemyTimeoutError) -> Response:
+        log.warning("no database connection free in time: answering 503")
+        return await busy(request)
+
+    @app.exception_handler(OperationalError)
+    async def database_busy(request: Request, exc: OperationalError) -> Response:
+        if not is_overload(exc):
+            raise exc  # a real fault: the server's 500, logged with its traceback
+        log.warning("database busy: answering 503", extra={"fields": {"error": str(exc.orig)}})
+        return await busy(request)
+
+
+# What a client that may retry is told to wait, in seconds.
+RETRY_AFTER_S = 2
+
+
+def overloaded() -> AppError:
+    return AppError(
+        503,
+        "overloaded",
+        "The service is busy; please try again in a moment",
+        "系统繁忙，请稍后再试",
+    )
+
+
+def is_overload(exc: OperationalError) -> bool:
+    """Errors that mean "too much at once", not "broken": SQLite's writer lock not had within
+    the busy timeout, and PostgreSQL refusing connections or cancelling a statement that
+    waited too long for a lock. Nothing was written (the transaction is rolled back), so
+    the client may simply try again."""
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        text = str(orig).lower()
+        return "database is locked" in text or "database table is locked" in text
+    sqlstate = getattr(orig, "sqlstate", None)
+    # 53300 too_many_connections, 57P03 cannot_connect_now, 55P03 lock_not_available
+    return sqlstate in {"53300", "57P03", "55P03"}
 
 
 def _embedded(settings_url: str) -> bool:
@@ -112,14 +168,32 @@ def create_app(database_url: str | None = None, *, embedded_worker: bool | None 
     from watergrid.org.pages import router as org_pages
     from watergrid.notify.api import router as notify_router
     from watergrid.workorders.api import router as workorders_router
+    from watergrid.workorders.pages import router as workorders_pages
     from watergrid.flood.api import router as flood_router
+    from watergrid.flood.flood_api2 import router as flood_response_router
+    from watergrid.flood.flood_pages import router as flood_pages
+    from watergrid.open311.api import router as open311_router
+    from watergrid.kpi.api import router as kpi_router
+    from watergrid.kpi.pages import router as kpi_pages
+    from watergrid.inspections.api import router as inspections_router
+    from watergrid.inspections.pages import router as inspections_pages
+    from watergrid.permits.api import router as permits_router
+    from watergrid.permits.pages import router as permits_pages
 
     routers = (
         ops_router, auth_router, geo_router, org_router, web_router, geo_pages, org_pages,
-        notify_router, workorders_router, flood_router,
+        notify_router, workorders_router, flood_router, open311_router, kpi_router, kpi_pages,
+        flood_response_router, flood_pages,
+        inspections_router, inspections_pages, permits_router, permits_pages,
+        workorders_pages,
     )
     for router in routers:
         app.include_router(router)
+
+    if settings.bench_routes:
+        from watergrid.ops.bench_api import router as bench_router
+
+        app.include_router(bench_router)
 
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     assets = Path(settings.assets_dir)

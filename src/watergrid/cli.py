@@ -82,6 +82,11 @@ def _register_subcommands() -> None:
 
     app.command(name="demo")(demo)
     app.add_typer(registry_app, name="registry", help="Import and export the registry")
+    try:
+        from watergrid.kpi.cli import app as kpi_app
+    except ModuleNotFoundError:
+        return
+    app.add_typer(kpi_app, name="kpi", help="KPI rollups and demo history")
 
 
 _register_subcommands()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -89,13 +91,43 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
         return engine
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         json_serializer=lambda o: json.dumps(o, ensure_ascii=False),
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection that has sat unused this long is pinged before it is handed out.
+PING_AFTER_IDLE_S = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """What pool_pre_ping does, but only for connections that have been idle a while: a ping
+    on every checkout is a round trip on every request, and a connection handed back a
+    moment ago is as good as a ping says. One the server dropped while it idled (a restart,
+    an idle timeout) is found here and replaced; one that dies mid-burst fails its request
+    once, and the pool then replaces every connection as old as it."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["wg_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("wg_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception:
+            alive = False
+        if not alive:
+            # The pool discards this connection and checks out another (a fresh one).
+            raise DisconnectionError("connection found dead after idling")
 
 
 _engine: Engine | None = None

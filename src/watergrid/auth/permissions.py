@@ -32,6 +32,14 @@ PERMISSIONS: dict[str, set[str]] = {
     "orders.reporter_contact": STAFF,
     "categories.write": {"admin"},
     "supervision.read": STAFF,
+    # KPIs. Scope (whose figures) is checked per figure by kpi.service.visible_keys.
+    "kpi.read": STAFF,
+    "kpi.export": STAFF,
+    "visits.read": STAFF,
+    "visits.write": {"chain_leader", "liaison", "bureau_leader", "admin"},
+    "tasks.read": STAFF,
+    "tasks.write": {"bureau_leader", "admin"},
+    "tasks.claim": {"bureau_leader", "chain_leader", "liaison", "dept_handler", "admin"},
     # Special inspection campaigns. Scope is checked per target (its grid) and per campaign
     # (its lead department) by inspections.service.
     "insp.read": STAFF,
@@ -48,6 +56,12 @@ PERMISSIONS: dict[str, set[str]] = {
     "flood.write": {"duty_officer", "admin"},
     # HTTP batch ingestion; gateways sign in with a token of an account holding it.
     "flood.ingest": {"duty_officer", "admin"},
+    # Flood response: the duty officer issues warnings and runs drills and plans; anyone on
+    # staff answers their own calls; crews (department handlers) report their tasks.
+    "flood.warn": {"duty_officer", "admin"},
+    "flood.plans": {"duty_officer", "admin"},
+    "flood.calls.answer": STAFF,
+    "flood.dispatch": {"duty_officer", "admin", "dept_handler"},
 }
 
 

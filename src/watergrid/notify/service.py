@@ -9,8 +9,9 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,7 @@ from watergrid.notify.models import (
     ChannelPreference,
     InboxItem,
     OutboxMessage,
+    new_message_id,
 )
 from watergrid.org.models import Person
 
@@ -45,7 +47,40 @@ def _row_key(dedupe_key: str, recipient: str, channel: str, address: str) -> str
     return f"{dedupe_key[:180]}|sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
-def _targets(person: Person, prefs: Iterable[ChannelPreference]) -> list[tuple[str, str]]:
+class _Reachable(Protocol):
+    """What channel resolution reads of a person: a Person row or a _Who."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def mobile(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+
+
+class _Preference(Protocol):
+    @property
+    def channel(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def active(self) -> bool: ...
+
+
+class _Who(NamedTuple):
+    id: int
+    active: bool
+    mobile: str
+    email: str
+
+
+class _Pref(NamedTuple):
+    channel: str
+    address: str
+    active: bool
+
+
+def _targets(person: _Reachable, prefs: Iterable[_Preference]) -> list[tuple[str, str]]:
     """(channel, address) pairs a person is reached on, in-app first, then `prefs` in
     their order. A preference without an address falls back to the person's own mobile
     or e-mail; one that still has none is skipped (the in-app message remains)."""
@@ -75,6 +110,98 @@ def resolve_channels(db: Session, *, person: Person) -> list[tuple[str, str]]:
     return _targets(person, preferences(db, person_id=person.id))
 
 
+# Everyone's active preferences with the person in one query (a warning may go to hundreds
+# of people, and an order's create must not pay two round trips for a handful).
+_RECIPIENTS = (
+    select(
+        Person.id,
+        Person.active,
+        Person.mobile,
+        Person.email,
+        ChannelPreference.channel,
+        ChannelPreference.address,
+    )
+    .outerjoin(
+        ChannelPreference,
+        (ChannelPreference.person_id == Person.id) & ChannelPreference.active.is_(True),
+    )
+    .where(Person.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Person.id, ChannelPreference.priority, ChannelPreference.id)
+)
+
+# (recipient, person id or None, channel, address): one outbox row.
+Wanted = tuple[str, int | None, str, str]
+
+
+def _plan(
+    db: Session,
+    *,
+    person_ids: Iterable[int],
+    addresses: Iterable[tuple[str, str]],
+    topic: str,
+    subject: str,
+    body: str,
+    link: str | None,
+    subject_type: str,
+    subject_id: str | int,
+) -> tuple[list[Wanted], dict[str, str | None]]:
+    """Check a notification and resolve its recipients: the rows wanted and the columns
+    they share. Raises AppError; writes nothing."""
+    person_ids = list(dict.fromkeys(person_ids))
+    raw_targets = list(dict.fromkeys((c.strip(), a.strip()) for c, a in addresses))
+    if not person_ids and not raw_targets:
+        raise _field_error("person_ids", "No recipients", "没有接收人")
+    for channel, address in raw_targets:
+        if channel not in EXTERNAL_CHANNELS:
+            raise _field_error(
+                "addresses", f"Unknown channel {channel!r}", f"未知的通知渠道：{channel}"
+            )
+        if not address:
+            raise _field_error("addresses", "Empty address", "地址为空")
+    if not subject.strip():
+        raise _field_error("subject", "Subject is empty", "标题不能为空")
+
+    people: dict[int, _Who] = {}
+    prefs: dict[int, list[_Pref]] = {}
+    if person_ids:
+        if db.autoflush:
+            db.flush()  # as a session query would: people added just now must be found
+        for pid, active, mobile, email, channel, address in db.connection().execute(
+            _RECIPIENTS, {"ids": person_ids}
+        ):
+            if pid not in people:
+                people[pid] = _Who(pid, bool(active), mobile or "", email or "")
+                prefs[pid] = []
+            if channel is not None:
+                prefs[pid].append(_Pref(channel, address or "", True))
+    missing = [pid for pid in person_ids if pid not in people]
+    if missing:
+        raise not_found("Person", "人员", ", ".join(map(str, missing)))
+
+    wanted: list[Wanted] = []
+    for pid in person_ids:
+        person = people[pid]
+        if not person.active:
+            log.info(
+                "notification to inactive person skipped", extra={"fields": {"person_id": pid}}
+            )
+            continue
+        for channel, address in _targets(person, prefs[pid]):
+            wanted.append((f"p{pid}", pid, channel, address))
+    for channel, address in raw_targets:
+        wanted.append(("raw", None, channel, address))
+
+    common: dict[str, str | None] = {
+        "subject": subject.strip()[:200],
+        "body": body,
+        "link": link,
+        "topic": topic,
+        "subject_type": subject_type,
+        "subject_id": str(subject_id),
+    }
+    return wanted, common
+
+
 def enqueue(
     db: Session,
     *,
@@ -96,56 +223,17 @@ def enqueue(
     notification again returns the rows already there instead of adding new ones (per
     recipient and channel). Inactive people are skipped; unknown ones are an error."""
     now = now or utcnow()
-    person_ids = list(dict.fromkeys(person_ids))
-    raw_targets = list(dict.fromkeys((c.strip(), a.strip()) for c, a in addresses))
-    if not person_ids and not raw_targets:
-        raise _field_error("person_ids", "No recipients", "没有接收人")
-    for channel, address in raw_targets:
-        if channel not in EXTERNAL_CHANNELS:
-            raise _field_error(
-                "addresses", f"Unknown channel {channel!r}", f"未知的通知渠道：{channel}"
-            )
-        if not address:
-            raise _field_error("addresses", "Empty address", "地址为空")
-    if not subject.strip():
-        raise _field_error("subject", "Subject is empty", "标题不能为空")
-
-    people = {p.id: p for p in db.scalars(select(Person).where(Person.id.in_(person_ids)))}
-    missing = [pid for pid in person_ids if pid not in people]
-    if missing:
-        raise not_found("Person", "人员", ", ".join(map(str, missing)))
-
-    # Everyone's active preferences in one query: a warning may go to hundreds of people.
-    prefs: dict[int, list[ChannelPreference]] = {pid: [] for pid in person_ids}
-    for pref in db.scalars(
-        select(ChannelPreference)
-        .where(ChannelPreference.person_id.in_(person_ids), ChannelPreference.active.is_(True))
-        .order_by(ChannelPreference.priority, ChannelPreference.id)
-    ):
-        prefs[pref.person_id].append(pref)
-
-    # (recipient, person id or None, channel, address) for every row wanted.
-    wanted: list[tuple[str, int | None, str, str]] = []
-    for pid in person_ids:
-        person = people[pid]
-        if not person.active:
-            log.info(
-                "notification to inactive person skipped", extra={"fields": {"person_id": pid}}
-            )
-            continue
-        for channel, address in _targets(person, prefs[pid]):
-            wanted.append((f"p{pid}", pid, channel, address))
-    for channel, address in raw_targets:
-        wanted.append(("raw", None, channel, address))
-
-    common = {
-        "subject": subject.strip()[:200],
-        "body": body,
-        "link": link,
-        "topic": topic,
-        "subject_type": subject_type,
-        "subject_id": str(subject_id),
-    }
+    wanted, common = _plan(
+        db,
+        person_ids=person_ids,
+        addresses=addresses,
+        topic=topic,
+        subject=subject,
+        body=body,
+        link=link,
+        subject_type=subject_type,
+        subject_id=subject_id,
+    )
     if dedupe_key is None:
         return _write(db, wanted, common, None, now)
 
@@ -173,31 +261,93 @@ def enqueue(
     raise AssertionError("unreachable")
 
 
+def enqueue_ids(
+    db: Session,
+    *,
+    person_ids: Iterable[int] = (),
+    addresses: Iterable[tuple[str, str]] = (),
+    topic: str,
+    subject: str,
+    body: str,
+    link: str | None = None,
+    subject_type: str,
+    subject_id: str | int,
+    dedupe_key: str | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """enqueue() for callers that only need the rows written, such as a work order's create:
+    the same rows, checks and de-duplication, but written with one multi-row INSERT per
+    table and answered with the outbox ids instead of loaded objects, which is most of what
+    a notification costs on a hot path."""
+    now = now or utcnow()
+    wanted, common = _plan(
+        db,
+        person_ids=person_ids,
+        addresses=addresses,
+        topic=topic,
+        subject=subject,
+        body=body,
+        link=link,
+        subject_type=subject_type,
+        subject_id=subject_id,
+    )
+    if dedupe_key is None:
+        return _insert_rows(db, wanted, common, None, now)
+    for attempt in (1, 2):
+        keys = {w: _row_key(dedupe_key, w[0], w[2], w[3]) for w in wanted}
+        existing: dict[str | None, int] = {
+            key: oid
+            for key, oid in db.execute(
+                select(OutboxMessage.dedupe_key, OutboxMessage.id).where(
+                    OutboxMessage.dedupe_key.in_(list(keys.values()))
+                )
+            )
+        }
+        todo = [w for w in wanted if keys[w] not in existing]
+        try:
+            with db.begin_nested():
+                ids = _insert_rows(db, todo, common, {w: keys[w] for w in todo}, now)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            continue
+        created = {keys[w]: oid for w, oid in zip(todo, ids, strict=True)}
+        return [created.get(keys[w]) or existing[keys[w]] for w in wanted]
+    raise AssertionError("unreachable")
+
+
+def _row_values(
+    w: Wanted,
+    common: dict[str, str | None],
+    keys: dict[Wanted, str] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    _, person_id, channel, address = w
+    inapp = channel == "inapp"
+    return {
+        "message_id": new_message_id(),
+        "person_id": person_id,
+        "channel": channel,
+        "address": address,
+        "dedupe_key": keys[w] if keys else None,
+        # The in-app message is delivered by being written: the inbox item below.
+        "state": "sent" if inapp else "pending",
+        "attempts": 0,
+        "sent_at": now if inapp else None,
+        "next_attempt_at": now,
+        "created_at": now,
+        **common,
+    }
+
+
 def _write(
     db: Session,
-    wanted: Sequence[tuple[str, int | None, str, str]],
+    wanted: Sequence[Wanted],
     common: dict[str, str | None],
-    keys: dict[tuple[str, int | None, str, str], str] | None,
+    keys: dict[Wanted, str] | None,
     now: datetime,
 ) -> list[OutboxMessage]:
-    rows: list[OutboxMessage] = []
-    for w in wanted:
-        _, person_id, channel, address = w
-        inapp = channel == "inapp"
-        rows.append(
-            OutboxMessage(
-                person_id=person_id,
-                channel=channel,
-                address=address,
-                dedupe_key=keys[w] if keys else None,
-                # The in-app message is delivered by being written: the inbox item below.
-                state="sent" if inapp else "pending",
-                sent_at=now if inapp else None,
-                next_attempt_at=now,
-                created_at=now,
-                **common,
-            )
-        )
+    rows = [OutboxMessage(**_row_values(w, common, keys, now)) for w in wanted]
     db.add_all(rows)
     db.flush()
     items = [
@@ -217,6 +367,46 @@ def _write(
         db.add_all(items)
         db.flush()
     return rows
+
+
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_INBOX = cast(Table, InboxItem.__table__)
+# Ids come back in the order the rows were given, which is what pairs each in-app row
+# with its inbox item.
+_INSERT_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+_INSERT_INBOX = insert(_INBOX)
+
+
+def _insert_rows(
+    db: Session,
+    wanted: Sequence[Wanted],
+    common: dict[str, str | None],
+    keys: dict[Wanted, str] | None,
+    now: datetime,
+) -> list[int]:
+    """The rows of _write as two Core INSERTs (outbox, then inbox), with no objects kept."""
+    if not wanted:
+        return []
+    rows = [_row_values(w, common, keys, now) for w in wanted]
+    conn = db.connection()
+    ids = [int(i) for i in conn.execute(_INSERT_OUTBOX, rows).scalars()]
+    items = [
+        {
+            "person_id": r["person_id"],
+            "outbox_id": oid,
+            "topic": r["topic"],
+            "title": r["subject"],
+            "body": r["body"],
+            "link": r["link"],
+            "created_at": now,
+            "read_at": None,
+        }
+        for r, oid in zip(rows, ids, strict=True)
+        if r["channel"] == "inapp" and r["person_id"] is not None
+    ]
+    if items:
+        conn.execute(_INSERT_INBOX, items)
+    return ids
 
 
 # -- in-app inbox --------------------------------------------------------------------

@@ -179,6 +179,49 @@ def schedule(
     return item
 
 
+def schedule_fresh(
+    db: Session,
+    *,
+    kind: str,
+    subject_type: str,
+    subject_id: str,
+    key: str = "",
+    due_at: datetime,
+    payload: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """schedule() for a subject made in this very transaction (a new work order), which
+    cannot have items yet: one INSERT and nothing read back, where schedule() also reads
+    the row to return it. Should the item exist after all, schedule() takes over, so the
+    outcome is the same either way. Does not commit."""
+    require_aware(due_at, "due_at")
+    if payload is not None and not isinstance(payload, dict):
+        raise TypeError("payload must be a dict")
+    values: dict[str, Any] = {
+        "kind": kind,
+        "subject_type": subject_type,
+        "subject_id": str(subject_id),
+        "key": key,
+        "due_at": due_at,
+        "requested_due_at": due_at,
+        "state": "pending",
+        "attempts": 0,
+        "payload": payload or {},
+        "created_at": now or utcnow(),
+    }
+    if not _insert_if_absent(db, values):
+        schedule(
+            db,
+            kind=kind,
+            subject_type=subject_type,
+            subject_id=str(subject_id),
+            key=key,
+            due_at=due_at,
+            payload=payload,
+            now=now,
+        )
+
+
 def _arm(item: DueItem, *, due_at: datetime, payload: dict[str, Any] | None) -> None:
     item.state = "pending"
     item.due_at = item.requested_due_at = due_at
@@ -189,14 +232,29 @@ def _arm(item: DueItem, *, due_at: datetime, payload: dict[str, Any] | None) -> 
         item.payload = payload
 
 
+# Built once per dialect: the values travel as parameters, so the statement's compiled
+# form is found in the cache without building and hashing a new statement each time.
+_INSERT_IF_ABSENT: dict[str, Executable] = {}
+
+
 def _insert_if_absent(db: Session, values: dict[str, Any]) -> bool:
     """INSERT unless the identity exists, without raising when two writers race."""
     table = cast(Table, DueItem.__table__)
     dialect = _dialect(db)
     if dialect in ("postgresql", "sqlite"):
-        ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-        stmt = ins.values(**values).on_conflict_do_nothing(index_elements=list(_IDENTITY))
-        return _rowcount(db, stmt) == 1
+        stmt = _INSERT_IF_ABSENT.get(dialect)
+        if stmt is None:
+            ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+            stmt = ins.on_conflict_do_nothing(index_elements=list(_IDENTITY))
+            _INSERT_IF_ABSENT[dialect] = stmt
+        # An INSERT's row count is only kept when asked for (it reads -1 otherwise, which
+        # made every schedule() take its "already there" path).
+        result = db.execute(
+            stmt,
+            values,
+            execution_options={"synchronize_session": False, "preserve_rowcount": True},
+        )
+        return int(cast(CursorResult[Any], result).rowcount) == 1
     try:
         with db.begin_nested():
             db.add(DueItem(**values))

@@ -1,4 +1,4 @@
-"""Who hears about what. Every function writes outbox rows through notify.enqueue into the
+"""Who hears about what. Every function writes outbox rows through notify into the
 caller's transaction (so a notification commits with the change that causes it) and sends
 nothing itself. Each carries a dedupe key made of the order and the event or due item that
 caused it, so a retried handler or request never queues the same message twice."""
@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from watergrid.notify import service as notify
 from watergrid.org.service import mask_mobile
-from watergrid.settings import get_settings
 from watergrid.workorders import people
+from watergrid.workorders.common import local_tz
 from watergrid.workorders.lifecycle import STATE_LABELS
 from watergrid.workorders.models import Category, OrderCoHandler, OrderFollower, WorkOrder
 
@@ -25,12 +24,12 @@ SUBJECT_TYPE = "work_order"
 def local_time(at: datetime | None) -> str:
     if at is None:
         return "—"
-    return at.astimezone(ZoneInfo(get_settings().timezone)).strftime("%Y-%m-%d %H:%M")
+    return at.astimezone(local_tz()).strftime("%Y-%m-%d %H:%M")
 
 
-def order_link(order: WorkOrder) -> str:
+def order_link(order_id: int) -> str:
     """Where staff open the order (the pages engineer serves /orders/{id})."""
-    return f"/orders/{order.id}"
+    return f"/orders/{order_id}"
 
 
 def _category_name(db: Session, order: WorkOrder) -> str:
@@ -85,21 +84,47 @@ def _send(
 ) -> None:
     """`cause` names what caused the message (an event, a due item); it makes the dedupe
     key. None where nothing can repeat it (the create that made the order)."""
+    _queue(
+        db,
+        order_id=order.id,
+        person_ids=person_ids,
+        addresses=addresses,
+        topic=topic,
+        subject=subject,
+        body=body,
+        cause=cause,
+        now=now,
+    )
+
+
+def _queue(
+    db: Session,
+    *,
+    order_id: int,
+    person_ids: Iterable[int] = (),
+    addresses: Iterable[tuple[str, str]] = (),
+    topic: str,
+    subject: str,
+    body: str,
+    cause: str | None,
+    now: datetime,
+) -> None:
     ids = list(dict.fromkeys(person_ids))
     addrs = list(dict.fromkeys(addresses))
     if not ids and not addrs:
         return
-    notify.enqueue(
+    # Nothing here reads the rows back, so they are written without loading objects.
+    notify.enqueue_ids(
         db,
         person_ids=ids,
         addresses=addrs,
         topic=topic,
         subject=subject,
         body=body,
-        link=order_link(order) if ids else None,
+        link=order_link(order_id) if ids else None,
         subject_type=SUBJECT_TYPE,
-        subject_id=order.id,
-        dedupe_key=f"wo:{order.id}:{cause}:{topic}" if cause is not None else None,
+        subject_id=order_id,
+        dedupe_key=f"wo:{order_id}:{cause}:{topic}" if cause is not None else None,
         now=now,
     )
 
@@ -119,28 +144,46 @@ def _headline(db: Session, order: WorkOrder) -> str:
     return f"{order.number} {_category_name(db, order)}"
 
 
+def where_text(address: str, lon: float, lat: float) -> str:
+    return address or f"{lon:.6f},{lat:.6f}"
+
+
 def _where(order: WorkOrder) -> str:
-    return order.address or f"{order.lon:.6f},{order.lat:.6f}"
+    return where_text(order.address, order.lon, order.lat)
 
 
 # -- staff ------------------------------------------------------------------------------------
 
 
-def order_created(db: Session, *, order: WorkOrder, follower_ids: list[int], now: datetime) -> None:
-    """The new order to its department and its followers. Written by the transaction that
-    creates the order, so it cannot repeat: no dedupe key (and no look-up for one)."""
-    depts = {order.department_id} if order.department_id is not None else set()
+def order_created(
+    db: Session,
+    *,
+    order_id: int,
+    number: str,
+    category_name: str,
+    where: str,
+    response_due_at: datetime | None,
+    description: str,
+    person_ids: list[int],
+    now: datetime,
+) -> None:
+    """The new order to its department's people and its followers (`person_ids`, which
+    intake resolves from its directory). Written by the transaction that creates the order,
+    so it cannot repeat: no dedupe key (and no look-up for one). Takes the order's facts
+    rather than the row, which intake writes without loading an object."""
+    headline = f"{number} {category_name}"
+    due = local_time(response_due_at)
     body = (
-        f"新诉求：{_headline(db, order)}\n地点：{_where(order)}\n"
-        f"响应时限：{local_time(order.response_due_at)}\n{order.description[:200]}\n"
-        f"New report {order.number}; respond by {local_time(order.response_due_at)}."
+        f"新诉求：{headline}\n地点：{where}\n"
+        f"响应时限：{due}\n{description[:200]}\n"
+        f"New report {number}; respond by {due}."
     )
-    _send(
+    _queue(
         db,
-        order=order,
-        person_ids=people.department_person_ids(db, department_ids=depts) + follower_ids,
+        order_id=order_id,
+        person_ids=person_ids,
         topic="workorder.created",
-        subject=f"【新诉求】{_headline(db, order)}",
+        subject=f"【新诉求】{headline}",
         body=body,
         cause=None,
         now=now,

@@ -11,17 +11,26 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, Table, create_engine, select, update
+from sqlalchemy import (
+    URL,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from watergrid.auth.principal import Principal
 from watergrid.errors import AppError, FieldError, forbidden
 from watergrid.geo import locate as geo_locate
-from watergrid.geo import service as geo_service
 from watergrid.geo.schemas import AreaRef, DepartmentRef
 from watergrid.org import service as org_service
 from watergrid.timers.deadlines import compute_due
@@ -198,27 +207,45 @@ def _check_idempotency_key(key: str) -> str:
     return key
 
 
+# The fields a request hash covers: those of OrderCreate, also when a route passes its own
+# subclass (with `source`) so that the body is not validated twice. Hashes are stored with
+# the keys, so what they cover must not change.
+_HASHED_FIELDS = frozenset(OrderCreate.model_fields)
+
+
 def _request_hash(
     *, data: OrderCreate, source: str, actor: Principal | None, photos: Sequence[PhotoUpload]
 ) -> str:
     body = {
         "source": source,
         "actor": actor.user_id if actor else None,
-        "data": data.model_dump(mode="json"),
+        "data": data.model_dump(mode="json", include=set(_HASHED_FIELDS)),
         "photos": [sha256_hex(p.data) for p in photos],
     }
     return sha256_hex(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
 
 
-def _replay(record: IdempotencyRecord, request_hash: str) -> CreateResult:
-    if record.request_sha256 != request_hash or record.receipt is None:
+def _replay(stored: tuple[str, dict[str, Any] | None], request_hash: str) -> CreateResult:
+    request_sha256, receipt = stored
+    if request_sha256 != request_hash or receipt is None:
         raise AppError(
             409,
             "idempotency_conflict",
             "This Idempotency-Key was used with a different request",
             "该 Idempotency-Key 已用于另一份不同的提交",
         )
-    return CreateResult(receipt=OrderReceipt.model_validate(record.receipt), replayed=True)
+    return CreateResult(receipt=OrderReceipt.model_validate(receipt), replayed=True)
+
+
+_STORED_KEY = select(IdempotencyRecord.request_sha256, IdempotencyRecord.receipt).where(
+    IdempotencyRecord.key == bindparam("key")
+)
+
+
+def _stored_key(db: Session, key: str) -> tuple[str, dict[str, Any] | None] | None:
+    """The hash and receipt stored under an Idempotency-Key, read fresh from the database."""
+    row = db.connection().execute(_STORED_KEY, {"key": key}).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -230,6 +257,24 @@ def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
 
 
 MAX_DUPLICATES_SHOWN = 10
+
+# Open orders of one category in a small box around the point (ix_work_order_category_lat_lon
+# narrows it); built once, with the box as parameters.
+_NEARBY = select(
+    WorkOrder.id,
+    WorkOrder.number,
+    WorkOrder.state,
+    WorkOrder.created_at,
+    WorkOrder.lon,
+    WorkOrder.lat,
+).where(
+    WorkOrder.category_code == bindparam("category_code"),
+    WorkOrder.lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
+    WorkOrder.lon.between(bindparam("lon_lo"), bindparam("lon_hi")),
+    WorkOrder.created_at >= bindparam("since"),
+    WorkOrder.state.in_(sorted(DUPLICATE_CANDIDATE_STATES)),
+)
+_NEARBY_EXCEPT = _NEARBY.where(WorkOrder.id != bindparam("exclude_id"))
 
 
 def find_duplicates(
@@ -251,24 +296,23 @@ def find_duplicates(
     hours = cfg.duplicate_window_hours if window_hours is None else window_hours
     dlat = radius / 111_000.0 * 1.05
     dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
-    q = select(
-        WorkOrder.id,
-        WorkOrder.number,
-        WorkOrder.state,
-        WorkOrder.created_at,
-        WorkOrder.lon,
-        WorkOrder.lat,
-    ).where(
-        WorkOrder.category_code == category_code,
-        WorkOrder.lat.between(lat - dlat, lat + dlat),
-        WorkOrder.lon.between(lon - dlon, lon + dlon),
-        WorkOrder.created_at >= now - timedelta(hours=hours),
-        WorkOrder.state.in_(sorted(DUPLICATE_CANDIDATE_STATES)),
-    )
-    if exclude_id is not None:
-        q = q.where(WorkOrder.id != exclude_id)
+    params: dict[str, Any] = {
+        "category_code": category_code,
+        "lat_lo": lat - dlat,
+        "lat_hi": lat + dlat,
+        "lon_lo": lon - dlon,
+        "lon_hi": lon + dlon,
+        "since": now - timedelta(hours=hours),
+    }
+    if exclude_id is None:
+        q = _NEARBY
+    else:
+        q = _NEARBY_EXCEPT
+        params["exclude_id"] = exclude_id
+    if db.autoflush:
+        db.flush()  # as a session query would: orders written just now are candidates too
     hits = []
-    for oid, number, state, created_at, olon, olat in db.execute(q).all():
+    for oid, number, state, created_at, olon, olat in db.connection().execute(q, params):
         d = distance_m(lon, lat, olon, olat)
         if d <= radius:
             hits.append(
@@ -288,9 +332,34 @@ def find_duplicates(
     return [(oid, c) for _, oid, c in hits[:MAX_DUPLICATES_SHOWN]]
 
 
+class _CategoryFacts(NamedTuple):
+    """What intake reads of a category."""
+
+    id: int
+    code: str
+    group_code: str
+    name_zh: str
+    name_en: str
+    default_priority: str
+    deadlines: dict[str, Any]
+    attributes: list[dict[str, Any]] | None
+
+
+_ACTIVE_CATEGORY = select(
+    Category.id,
+    Category.code,
+    Category.group_code,
+    Category.name_zh,
+    Category.name_en,
+    Category.default_priority,
+    Category.deadlines,
+    Category.attributes,
+).where(Category.code == bindparam("code"), Category.active.is_(True))
+
+
 @dataclass
 class _Prepared:
-    category: Category
+    category: _CategoryFacts
     description: str
     phone: str
     email: str
@@ -305,7 +374,26 @@ class _Prepared:
     department_id: int | None
     department: DepartmentRef | None
     party_group_number: int | None
+    directory: people.Directory
     followers: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _whereabouts(
+    db: Session, view: geo_locate.RegistryView, *, lon: float, lat: float
+) -> tuple[int, int, list[int]]:
+    """(grid id, subdistrict id, zone ids) of a point, from the registry view in hand; a
+    point that is not a coordinate or lies outside the district goes through geo's locate,
+    which raises the error the reporter sees."""
+    snap = view.snapshot
+    idx = -1
+    if math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90:
+        idx = snap.locator.grid_index(lon, lat)
+    if idx < 0:
+        loc = geo_locate.locate(db, lon=lon, lat=lat)
+        return loc.grid.id, loc.subdistrict.id, [z.id for z in loc.zones]
+    grid_id = snap.grid_ids[idx]
+    zone_ids = [snap.zone_id_by_code[c] for c in snap.locator.zone_codes_at(lon, lat)]
+    return grid_id, snap.links.grid_subdistrict[grid_id], zone_ids
 
 
 def _check_source(source: str, actor: Principal | None) -> None:
@@ -340,9 +428,8 @@ def _prepare(
     cfg = get_wo_settings()
     problems: list[tuple[str, FieldError]] = []
 
-    cat = db.scalar(
-        select(Category).where(Category.code == data.category_code, Category.active.is_(True))
-    )
+    row = db.connection().execute(_ACTIVE_CATEGORY, {"code": data.category_code}).first()
+    cat = _CategoryFacts(*row) if row is not None else None
     if cat is None:
         problems.append(
             (
@@ -417,10 +504,13 @@ def _prepare(
         attributes, attr_problems = check_attributes(cat.attributes or [], data.attributes)
         problems.extend(attr_problems)
 
+    # One look at the registry version for the whole report: the view answers the service
+    # card's zone, the point's areas and the routing.
+    registry = geo_locate.view(db)
     card_zone: AreaRef | None = None
     if data.zone_code:
-        z = geo_service.get(db, code=data.zone_code)
-        if z is None or z.kind != "zone":
+        card_zone_id = registry.snapshot.zone_id_by_code.get(data.zone_code)
+        if card_zone_id is None:
             problems.append(
                 (
                     "unknown_zone",
@@ -432,9 +522,7 @@ def _prepare(
                 )
             )
         else:
-            card_zone = AreaRef(
-                id=z.id, kind=z.kind, code=z.code, name_zh=z.name_zh, name_en=z.name_en
-            )
+            card_zone = registry.areas[card_zone_id]
 
     if data.priority is not None and (actor is None or not actor.is_staff):
         problems.append(
@@ -492,36 +580,35 @@ def _prepare(
                 else:
                     pending.append(a)
 
-    location = None
+    located: tuple[int, int, list[int]] | None = None
     try:
-        location = geo_locate.locate(db, lon=data.lon, lat=data.lat)
+        located = _whereabouts(db, registry, lon=data.lon, lat=data.lat)
     except AppError as e:
         problems.append((e.code, field_error("location", e.message, e.message_zh)))
 
     raise_fields(problems)
-    assert cat is not None and location is not None
+    assert cat is not None and located is not None
+    grid_id, subdistrict_id, zone_ids = located
 
-    zone_ids = [z.id for z in location.zones]
-    registry = geo_locate.view(db)
     dept_id = org_service.responsible_department(
         registry.rules,
         category_code=cat.code,
-        grid_id=location.grid.id,
+        grid_id=grid_id,
         zone_ids=zone_ids,
-        subdistrict_id=location.subdistrict.id,
+        subdistrict_id=subdistrict_id,
     )
     # A service card names the enterprise's own zone: its chain leader is their contact
     # even when the problem lies just outside the zone's outline.
     if card_zone is not None:
         zone: AreaRef | None = card_zone
-    elif location.zones:
-        z0 = location.zones[0]
-        zone = AreaRef(id=z0.id, kind=z0.kind, code=z0.code, name_zh=z0.name_zh, name_en=z0.name_en)
+    elif zone_ids:
+        zone = registry.areas[zone_ids[0]]
     else:
         zone = None
-    group_number, group_leader = people.party_group_leader(db, grid_id=location.grid.id)
+    directory = people.directory(db, registry)
+    group_number, group_leader = directory.groups.get(grid_id, (None, None))
     followers: list[tuple[int, str]] = []
-    chain = people.chain_leader_person_id(db, zone_id=zone.id if zone else None)
+    chain = directory.chain_leaders.get(zone.id) if zone is not None else None
     if chain is not None:
         followers.append((chain, "chain_leader"))
     if group_leader is not None and group_leader != chain:
@@ -536,40 +623,67 @@ def _prepare(
         priority=priority,
         photos=checked,
         pending=pending,
-        grid=location.grid,
-        subdistrict=location.subdistrict,
+        grid=registry.areas[grid_id],
+        subdistrict=registry.areas[subdistrict_id],
         zone_id=zone.id if zone else None,
         zone=zone,
         department_id=dept_id,
         department=registry.departments.get(dept_id) if dept_id is not None else None,
         party_group_number=group_number,
+        directory=directory,
         followers=followers,
     )
 
 
 _numbering_lock = threading.Lock()
-_numbering_engines: dict[str, Engine] = {}
+_numbering_engines: dict[URL, Engine] = {}
 
 
 def _numbering_engine(db: Session) -> Engine:
     """A small autocommit pool of its own for the counter (PostgreSQL): borrowing from the
-    session's pool while holding one of its connections could starve it under load."""
+    session's pool while holding one of its connections could starve it under load.
+
+    Its commits do not wait for the WAL flush (synchronous_commit off), which is what kept
+    every create in every process queueing on the counter row for a disk flush each. That
+    loses nothing: an order's own commit is synchronous and flushes the WAL up to its
+    commit record, which lies after the counter's, so a durable order always has a durable
+    counter at or past its number; after a crash the counter may only go back to numbers
+    that no committed order holds (the unique constraint on the number stands guard too).
+
+    No ping before each use, which would cost a round trip per create: a connection found
+    dead is replaced and the increment tried once more (next_number)."""
     url = db.get_bind().engine.url
-    key = url.render_as_string(hide_password=False)
-    engine = _numbering_engines.get(key)
+    engine = _numbering_engines.get(url)
     if engine is None:
         with _numbering_lock:
-            engine = _numbering_engines.get(key)
+            engine = _numbering_engines.get(url)
             if engine is None:
                 engine = create_engine(
                     url,
                     pool_size=2,
                     max_overflow=8,
-                    pool_pre_ping=True,
                     isolation_level="AUTOCOMMIT",
+                    connect_args={"options": "-c synchronous_commit=off"},
                 )
-                _numbering_engines[key] = engine
+                _numbering_engines[url] = engine
     return engine
+
+
+_COUNTER = cast(Table, OrderCounter.__table__)
+_NEXT_NUMBER_SQLITE = (
+    sqlite_insert(_COUNTER)
+    .values(year=bindparam("year"), last=1)
+    .on_conflict_do_update(index_elements=["year"], set_={"last": _COUNTER.c.last + 1})
+    .returning(_COUNTER.c.last)
+)
+# PostgreSQL: the same upsert, and in the same round trip the id the order will have (its
+# sequence is not transactional either), so that every row of the create can be written in
+# one statement (_PG_WRITE_ORDER). An id unused by a failed create is a gap, like its number.
+_NEXT_NUMBER_PG = (
+    "INSERT INTO order_counter (year, last) VALUES (%(year)s, 1) "
+    "ON CONFLICT (year) DO UPDATE SET last = order_counter.last + 1 "
+    "RETURNING last, nextval(pg_get_serial_sequence('work_order', 'id'))"
+)
 
 
 def next_number(db: Session, *, now: datetime) -> str:
@@ -580,21 +694,30 @@ def next_number(db: Session, *, now: datetime) -> str:
     every create in every process wait in line); a create that fails after numbering leaves
     a gap. On SQLite, where writers are serialised anyway, it runs in the caller's
     transaction and numbers have no gaps."""
+    return _number_and_id(db, now=now)[0]
+
+
+def _number_and_id(db: Session, *, now: datetime) -> tuple[str, int | None]:
+    """next_number(), and on PostgreSQL also the new order's id (None elsewhere: the
+    INSERT makes it)."""
     year = now.astimezone(local_tz()).year
-    table = cast(Table, OrderCounter.__table__)
-    dialect = db.get_bind().dialect.name
-    ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-    stmt = (
-        ins.values(year=year, last=1)
-        .on_conflict_do_update(index_elements=["year"], set_={"last": table.c.last + 1})
-        .returning(table.c.last)
-    )
-    if dialect == "postgresql":
-        with _numbering_engine(db).connect() as conn:
-            n = conn.execute(stmt).scalar_one()
+    order_id: int | None = None
+    if db.get_bind().dialect.name == "postgresql":
+        engine = _numbering_engine(db)
+        for attempt in (1, 2):
+            try:
+                with engine.connect() as conn:
+                    n, order_id = conn.exec_driver_sql(_NEXT_NUMBER_PG, {"year": year}).one()
+                break
+            except DBAPIError as exc:
+                # A pooled connection the server has dropped (a restart): the pool has
+                # thrown it away; one more try gets a fresh one. A repeat at worst leaves
+                # a gap, which numbering on PostgreSQL allows anyway.
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
     else:
-        n = db.execute(stmt).scalar_one()
-    return f"{NUMBER_PREFIX}-{year}-{n:06d}"
+        n = db.execute(_NEXT_NUMBER_SQLITE, {"year": year}).scalar_one()
+    return f"{NUMBER_PREFIX}-{year}-{n:06d}", order_id
 
 
 def actor_fields(db: Session, actor: Principal | None, role: str | None) -> dict[str, Any]:
@@ -647,29 +770,50 @@ def store_photos(
     db.flush()
 
 
+_KEYS = cast(Table, IdempotencyRecord.__table__)
+_CLAIM_KEY = {
+    dialect: ins.on_conflict_do_nothing(index_elements=["key"]).returning(_KEYS.c.key)
+    for dialect, ins in (("postgresql", pg_insert(_KEYS)), ("sqlite", sqlite_insert(_KEYS)))
+}
+_SET_RECEIPT = (
+    update(_KEYS)
+    .where(_KEYS.c.key == bindparam("k"))
+    .values(order_id=bindparam("order_id"), receipt=bindparam("receipt"))
+)
+_ORDERS = cast(Table, WorkOrder.__table__)
+_INSERT_ORDER = insert(_ORDERS).returning(_ORDERS.c.id)
+_EVENTS = cast(Table, OrderEvent.__table__)
+_INSERT_EVENT = insert(_EVENTS)
+_INSERT_EVENT_ID = insert(_EVENTS).returning(_EVENTS.c.id)
+_FOLLOWERS = cast(Table, OrderFollower.__table__)
+_INSERT_FOLLOWERS = insert(_FOLLOWERS)
+
+
 def _claim_idempotency_key(
     db: Session, *, key: str, request_hash: str, now: datetime
 ) -> CreateResult | None:
     """Insert the key row before the order, so that a concurrent request with the same key
     waits on it (PostgreSQL) and then finds this request's receipt instead of making a second
     order. None when the key is ours; the earlier receipt (or a 409) when it is taken."""
-    table = cast(Table, IdempotencyRecord.__table__)
     dialect = db.get_bind().dialect.name
-    ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-    stmt = (
-        ins.values(
-            key=key, request_sha256=request_hash, order_id=None, receipt=None, created_at=now
+    stmt = _CLAIM_KEY["postgresql" if dialect == "postgresql" else "sqlite"]
+    claimed = (
+        db.connection()
+        .execute(
+            stmt,
+            {
+                "key": key,
+                "request_sha256": request_hash,
+                "order_id": None,
+                "receipt": None,
+                "created_at": now,
+            },
         )
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(table.c.key)
+        .scalar_one_or_none()
     )
-    if db.execute(stmt).scalar_one_or_none() is not None:
+    if claimed is not None:
         return None
-    existing = db.scalar(
-        select(IdempotencyRecord)
-        .where(IdempotencyRecord.key == key)
-        .execution_options(populate_existing=True)
-    )
+    existing = _stored_key(db, key)
     assert existing is not None  # the conflicting row is committed: we waited for it
     return _replay(existing, request_hash)
 
@@ -687,17 +831,32 @@ def create_order(
     """Take in a report: validate, route, number it, start its response clock, tell the
     department and the followers. With `idempotency_key`, a repeat of the same request gets
     the first receipt back (replayed=True) and a different request under the same key is a
-    409. Everything is written into the caller's transaction; nothing when it raises."""
+    409. Everything is written into the caller's transaction; nothing when it raises.
+
+    The rows are written with one Core statement per table rather than through the ORM's
+    unit of work, and every lookup a registry version or the calendar can answer comes
+    from a per-process cache: intake is the busiest write path (docs/performance.md)."""
     require_aware(now, "now")
     _check_source(source, actor)
     request_hash = _request_hash(data=data, source=source, actor=actor, photos=photos)
     key = _check_idempotency_key(idempotency_key) if idempotency_key is not None else None
-    if key is not None:
-        existing = db.get(IdempotencyRecord, key)
-        if existing is not None:
-            return _replay(existing, request_hash)
+    if db.autoflush:
+        db.flush()  # as a session query would: rows the caller added must be seen
+    if key is not None and photos:
+        # Checking photos is the costly part of a create: a retry should not pay it twice.
+        stored = _stored_key(db, key)
+        if stored is not None:
+            return _replay(stored, request_hash)
 
-    prep = _prepare(db, data=data, actor=actor, photos=photos)
+    try:
+        prep = _prepare(db, data=data, actor=actor, photos=photos)
+    except AppError:
+        # A retry of a request that was taken gets its receipt even if the category or
+        # the registry has changed since; only a request never taken is judged afresh.
+        stored = _stored_key(db, key) if key is not None else None
+        if stored is not None:
+            return _replay(stored, request_hash)
+        raise
 
     if key is not None:
         earlier = _claim_idempotency_key(db, key=key, request_hash=request_hash, now=now)
@@ -714,103 +873,239 @@ def create_order(
     )
     token = secrets.token_urlsafe(16)
     duplicates = find_duplicates(db, category_code=cat.code, lon=data.lon, lat=data.lat, now=now)
-
-    order = WorkOrder(
-        number=next_number(db, now=now),
-        category_id=cat.id,
-        category_code=cat.code,
-        group_code=cat.group_code,
-        priority=prep.priority,
-        source=source,
-        state="submitted",
-        description=prep.description,
-        address=data.address.strip(),
-        lon=data.lon,
-        lat=data.lat,
-        attributes=prep.attributes,
-        media_url=data.media_url,
-        external_ref=data.external_ref,
-        reporter_name=data.reporter_name.strip(),
-        reporter_phone=prep.phone,
-        reporter_email=prep.email,
-        phone_consent=bool(prep.phone) and data.phone_consent,
-        track_token_sha256=sha256_hex(token),
-        created_by_user_id=actor.user_id if actor else None,
-        grid_id=prep.grid.id,
-        subdistrict_id=prep.subdistrict.id,
-        zone_id=prep.zone_id,
-        party_group_number=prep.party_group_number,
-        department_id=prep.department_id,
-        response_limit=dict(limits["response"]),
-        handling_limit={**limits["handling"], "extended_by": 0},
-        response_due_at=response_due.due_at,
-        deadline_warnings=list(response_due.warnings),
-        duplicate_candidate_ids=[oid for oid, _ in duplicates],
-        created_at=now,
-        updated_at=now,
-    )
-    db.add(order)
-    db.flush()
-    event = OrderEvent(
-        order_id=order.id,
-        at=now,
-        action="create",
-        from_state=None,
-        to_state="submitted",
-        note="",
-        data={
+    number, order_id = _number_and_id(db, now=now)
+    address = data.address.strip()
+    response_limit = dict(limits["response"])
+    order_row: dict[str, Any] = {
+        "number": number,
+        "category_id": cat.id,
+        "category_code": cat.code,
+        "group_code": cat.group_code,
+        "priority": prep.priority,
+        "source": source,
+        "state": "submitted",
+        "description": prep.description,
+        "address": address,
+        "lon": data.lon,
+        "lat": data.lat,
+        "attributes": prep.attributes,
+        "media_url": data.media_url,
+        "external_ref": data.external_ref,
+        "reporter_name": data.reporter_name.strip(),
+        "reporter_phone": prep.phone,
+        "reporter_email": prep.email,
+        "phone_consent": bool(prep.phone) and data.phone_consent,
+        "track_token_sha256": sha256_hex(token),
+        "created_by_user_id": actor.user_id if actor else None,
+        "grid_id": prep.grid.id,
+        "subdistrict_id": prep.subdistrict.id,
+        "zone_id": prep.zone_id,
+        "party_group_number": prep.party_group_number,
+        "department_id": prep.department_id,
+        "response_limit": response_limit,
+        "handling_limit": {**limits["handling"], "extended_by": 0},
+        "response_due_at": response_due.due_at,
+        "deadline_warnings": list(response_due.warnings),
+        "duplicate_candidate_ids": [oid for oid, _ in duplicates],
+        "created_at": now,
+        "updated_at": now,
+    }
+    event_row: dict[str, Any] = {
+        "at": now,
+        "action": "create",
+        "from_state": None,
+        "to_state": "submitted",
+        "note": "",
+        "data": {
             "source": source,
             "priority": prep.priority,
             "department": prep.department.code if prep.department else None,
             "response_due_at": response_due.due_at.isoformat(),
             "possible_duplicates": [c.number for _, c in duplicates],
         },
+        "actor_user_id": None,
+        "actor_person_id": None,
+        "actor_department_id": None,
+        "actor_name": None,
         **actor_fields(db, actor, None if actor else "reporter"),
-    )
-    db.add(event)
-    for person_id, reason in prep.followers:
-        db.add(OrderFollower(order_id=order.id, person_id=person_id, reason=reason))
-    db.flush()
-    store_photos(
+    }
+
+    def receipt_for(new_id: int) -> OrderReceipt:
+        return OrderReceipt(
+            id=new_id,
+            number=number,
+            state="submitted",
+            source=source,
+            category_code=cat.code,
+            category_name_zh=cat.name_zh,
+            category_name_en=cat.name_en,
+            priority=prep.priority,  # type: ignore[arg-type]
+            created_at=now,
+            response_due_at=response_due.due_at,
+            subdistrict=prep.subdistrict,
+            grid=prep.grid,
+            zone=prep.zone,
+            department=prep.department,
+            reporter_phone_masked=flows.masked(prep.phone),
+            track_token=token,
+            possible_duplicates=[c for _, c in duplicates],
+            warnings=list(response_due.warnings),
+        )
+
+    if order_id is not None:
+        # PostgreSQL, the id already known: the order, its history, its followers and the
+        # key's receipt in one statement.
+        receipt = receipt_for(order_id)
+        event_id: int | None = _write_order_pg(
+            db,
+            order_id=order_id,
+            order_row=order_row,
+            event_row=event_row,
+            followers=prep.followers,
+            key=key,
+            receipt=receipt,
+        )
+    else:
+        order_id, event_id = _write_order(
+            db,
+            order_row=order_row,
+            event_row=event_row,
+            followers=prep.followers,
+            event_id_wanted=bool(prep.photos or prep.pending),
+        )
+        receipt = receipt_for(order_id)
+        if key is not None:
+            db.connection().execute(
+                _SET_RECEIPT,
+                {"k": key, "order_id": order_id, "receipt": receipt.model_dump(mode="json")},
+            )
+    if prep.photos or prep.pending:
+        store_photos(
+            db,
+            order_id=order_id,
+            event_id=event_id,
+            photos=prep.photos,
+            pending=prep.pending,
+            actor=actor,
+            now=now,
+        )
+    jobs.arm_new_order(
         db,
-        order_id=order.id,
-        event_id=event.id,
-        photos=prep.photos,
-        pending=prep.pending,
-        actor=actor,
+        order_id=order_id,
+        deadline="response",
+        start=now,
+        due=response_due.due_at,
+        limit=response_limit,
         now=now,
     )
-    jobs.schedule_deadline(db, order=order, deadline="response", now=now, fresh=True)
-    flows.order_created(db, order=order, follower_ids=[pid for pid, _ in prep.followers], now=now)
-
-    receipt = OrderReceipt(
-        id=order.id,
-        number=order.number,
-        state=order.state,
-        source=source,
-        category_code=cat.code,
-        category_name_zh=cat.name_zh,
-        category_name_en=cat.name_en,
-        priority=prep.priority,  # type: ignore[arg-type]
-        created_at=now,
-        response_due_at=order.response_due_at,
-        subdistrict=prep.subdistrict,
-        grid=prep.grid,
-        zone=prep.zone,
-        department=prep.department,
-        reporter_phone_masked=flows.masked(prep.phone),
-        track_token=token,
-        possible_duplicates=[c for _, c in duplicates],
-        warnings=list(response_due.warnings),
+    departments = {prep.department_id} if prep.department_id is not None else set()
+    flows.order_created(
+        db,
+        order_id=order_id,
+        number=number,
+        category_name=cat.name_zh,
+        where=flows.where_text(address, data.lon, data.lat),
+        response_due_at=response_due.due_at,
+        description=prep.description,
+        person_ids=prep.directory.department_person_ids(departments)
+        + [pid for pid, _ in prep.followers],
+        now=now,
     )
-    if key is not None:
-        db.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.key == key)
-            .values(order_id=order.id, receipt=receipt.model_dump(mode="json"))
-        )
-    db.flush()
     return CreateResult(receipt=receipt, replayed=False)
+
+
+def _write_order(
+    db: Session,
+    *,
+    order_row: dict[str, Any],
+    event_row: dict[str, Any],
+    followers: list[tuple[int, str]],
+    event_id_wanted: bool,
+) -> tuple[int, int | None]:
+    """The order, its create event and its followers, one Core statement per table: the
+    order's id and (when asked for, to tie photos to it) the event's."""
+    conn = db.connection()
+    order_id = int(conn.execute(_INSERT_ORDER, order_row).scalar_one())
+    event = {"order_id": order_id, **event_row}
+    event_id: int | None = None
+    if event_id_wanted:
+        event_id = int(conn.execute(_INSERT_EVENT_ID, event).scalar_one())
+    else:
+        conn.execute(_INSERT_EVENT, event)
+    if followers:
+        conn.execute(
+            _INSERT_FOLLOWERS,
+            [{"order_id": order_id, "person_id": p, "reason": r} for p, r in followers],
+        )
+    return order_id, event_id
+
+
+def _dump_json(value: Any) -> str:
+    """JSON as the engine writes it, with datetimes as ISO 8601 (with their offset)."""
+    return json.dumps(value, ensure_ascii=False, default=_iso)
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _pg_insert_one(table: Table, names: Sequence[str], param: str) -> str:
+    """INSERT of one row handed over as a JSON object, PostgreSQL turning it into the
+    table's row type: one parameter however many columns (psycopg caches and prepares
+    the statement; a parameter per column would pass its limit for that)."""
+    cols = ", ".join(table.c[n].name for n in names)
+    return (
+        f"INSERT INTO {table.name} ({cols}) "
+        f"SELECT {cols} FROM json_populate_record(NULL::{table.name}, %({param})s::json)"
+    )
+
+
+_pg_write_sql: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+def _write_order_pg(
+    db: Session,
+    *,
+    order_id: int,
+    order_row: dict[str, Any],
+    event_row: dict[str, Any],
+    followers: list[tuple[int, str]],
+    key: str | None,
+    receipt: OrderReceipt,
+) -> int:
+    """_write_order and the receipt's UPDATE as one statement of data-modifying CTEs
+    (PostgreSQL checks the foreign keys at its end, when the order row is there). Returns
+    the event's id. The SQL is built once per set of columns, so each create costs one
+    round trip and, once psycopg has prepared it, no parsing or planning."""
+    order = {"id": order_id, **order_row}
+    event = {"order_id": order_id, **event_row}
+    shape = (tuple(order), tuple(event))
+    sql = _pg_write_sql.get(shape)
+    if sql is None:
+        sql = (
+            f"WITH o AS ({_pg_insert_one(_ORDERS, shape[0], 'order')}), "
+            f"e AS ({_pg_insert_one(_EVENTS, shape[1], 'event')} RETURNING id), "
+            f"f AS (INSERT INTO {_FOLLOWERS.name} (order_id, person_id, reason) "
+            "SELECT %(order_id)s, u.person_id, u.reason "
+            "FROM unnest(%(f_person)s::integer[], %(f_reason)s::varchar[]) "
+            "AS u(person_id, reason)), "
+            f"k AS (UPDATE {_KEYS.name} SET order_id = %(order_id)s, "
+            "receipt = %(receipt)s::json WHERE key = %(key)s) "
+            "SELECT id FROM e"
+        )
+        _pg_write_sql[shape] = sql
+    params = {
+        "order": _dump_json(order),
+        "event": _dump_json(event),
+        "order_id": order_id,
+        "f_person": [p for p, _ in followers],
+        "f_reason": [r for _, r in followers],
+        "key": key,
+        "receipt": _dump_json(receipt.model_dump(mode="json")),
+    }
+    return int(db.connection().exec_driver_sql(sql, params).scalar_one())
 
 
 def upload_attachment(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -137,6 +138,37 @@ class Step:
     payload: dict[str, Any]
 
 
+def _chain(
+    db: Session,
+    *,
+    deadline: Deadline,
+    start: datetime,
+    due: datetime,
+    limit: dict[str, Any],
+    holes: list[tuple[datetime, datetime | None]],
+) -> Iterator[Step]:
+    """The steps of one deadline's chain, in order, each worked out only when asked for:
+    arming stops at the first step worth taking, so intake does not pay for the rest."""
+    base = {"deadline": deadline, "due_at": due.isoformat()}
+    for fraction in sorted(f for f in get_wo_settings().reminder_fractions if 0 < f < 1):
+        at = fraction_point(
+            start, due, fraction, unit=limit["unit"], calendar=calendar(db), suspensions=holes
+        )
+        yield Step(
+            KIND_REMIND,
+            f"{deadline}:remind:{round(fraction * 100)}",
+            at,
+            {**base, "fraction": fraction},
+        )
+    yield Step(KIND_OVERDUE, f"{deadline}:overdue", due, base)
+    yield Step(
+        KIND_ESCALATE,
+        f"{deadline}:escalate",
+        escalation_time(db, deadline=deadline, due_at=due),
+        base,
+    )
+
+
 def deadline_steps(
     db: Session,
     *,
@@ -150,43 +182,36 @@ def deadline_steps(
     start = _start_of(order, deadline)
     if due is None or start is None:
         return []
-    limit = _limit_of(order, deadline)
     if holes is None:
         holes = suspensions(db, order_id=order.id)
-    base = {"deadline": deadline, "due_at": due.isoformat()}
-    steps = []
-    for fraction in sorted(f for f in get_wo_settings().reminder_fractions if 0 < f < 1):
-        at = fraction_point(
-            start, due, fraction, unit=limit["unit"], calendar=calendar(db), suspensions=holes
-        )
-        steps.append(
-            Step(
-                KIND_REMIND,
-                f"{deadline}:remind:{round(fraction * 100)}",
-                at,
-                {**base, "fraction": fraction},
-            )
-        )
-    steps.append(Step(KIND_OVERDUE, f"{deadline}:overdue", due, base))
-    steps.append(
-        Step(
-            KIND_ESCALATE,
-            f"{deadline}:escalate",
-            escalation_time(db, deadline=deadline, due_at=due),
-            base,
+    return list(
+        _chain(
+            db,
+            deadline=deadline,
+            start=start,
+            due=due,
+            limit=_limit_of(order, deadline),
+            holes=holes,
         )
     )
-    return steps
 
 
-def _arm(db: Session, *, order: WorkOrder, steps: list[Step], now: datetime) -> Step | None:
-    """Schedule the first step still worth taking. Only one item per deadline is pending at a
-    time; each handler arms the next (a chain, as escalation policies run), which keeps
-    intake to a single timer write. Reminder points already past are skipped: no "50 %"
-    notice at 90 %."""
+def _first_step(steps: Iterable[Step], *, now: datetime) -> Step | None:
+    """The first step still worth taking: reminder points already past are skipped, so
+    there is no "50 %" notice at 90 %."""
     for step in steps:
         if step.kind == KIND_REMIND and step.at <= now:
             continue
+        return step
+    return None
+
+
+def _arm(db: Session, *, order: WorkOrder, steps: Iterable[Step], now: datetime) -> Step | None:
+    """Schedule the first step still worth taking. Only one item per deadline is pending at a
+    time; each handler arms the next (a chain, as escalation policies run), which keeps
+    intake to a single timer write."""
+    step = _first_step(steps, now=now)
+    if step is not None:
         timers.schedule(
             db,
             kind=step.kind,
@@ -197,8 +222,7 @@ def _arm(db: Session, *, order: WorkOrder, steps: list[Step], now: datetime) -> 
             payload=step.payload,
             now=now,
         )
-        return step
-    return None
+    return step
 
 
 def schedule_deadline(
@@ -207,10 +231,52 @@ def schedule_deadline(
     """(Re)arm one deadline's chain from the due time stored on the order; whatever was armed
     for an earlier due time is cancelled first. `fresh`: the order was created in this
     transaction, so it has neither items nor suspensions yet."""
-    if not fresh:
-        cancel_deadline(db, order_id=order.id, deadline=deadline, now=now)
-    steps = deadline_steps(db, order=order, deadline=deadline, holes=[] if fresh else None)
+    if fresh:
+        arm_new_order(
+            db,
+            order_id=order.id,
+            deadline=deadline,
+            start=_start_of(order, deadline),
+            due=_due_column(order, deadline),
+            limit=_limit_of(order, deadline),
+            now=now,
+        )
+        return
+    cancel_deadline(db, order_id=order.id, deadline=deadline, now=now)
+    steps = deadline_steps(db, order=order, deadline=deadline)
     _arm(db, order=order, steps=steps, now=now)
+
+
+def arm_new_order(
+    db: Session,
+    *,
+    order_id: int,
+    deadline: Deadline,
+    start: datetime | None,
+    due: datetime | None,
+    limit: dict[str, Any],
+    now: datetime,
+) -> Step | None:
+    """Arm the first step of a deadline of an order made in this transaction: it has no
+    items and no suspensions yet, so nothing is cancelled or read, and the step is one
+    INSERT (timers.schedule_fresh)."""
+    if due is None or start is None:
+        return None
+    step = _first_step(
+        _chain(db, deadline=deadline, start=start, due=due, limit=limit, holes=[]), now=now
+    )
+    if step is not None:
+        timers.schedule_fresh(
+            db,
+            kind=step.kind,
+            subject_type=SUBJECT_TYPE,
+            subject_id=str(order_id),
+            key=step.key,
+            due_at=step.at,
+            payload=step.payload,
+            now=now,
+        )
+    return step
 
 
 def _steps_after(db: Session, *, order: WorkOrder, item: DueItem) -> list[Step]:

@@ -1,0 +1,1 @@
+"""KPIs: definitions, rollups, boards, field visits, the annual KPI attack map, exports."""
