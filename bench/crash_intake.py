@@ -78,6 +78,15 @@ class Answer:
         return None if self.body is None else self.body.get("number")
 
 
+
+def _run_async(coro):  # type: ignore[no-untyped-def]
+    """asyncio.run in a thread of its own: a test process may already have an event loop on
+    its main thread (Playwright's sync API keeps one), where asyncio.run refuses to start."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 def plan(n: int, run: str) -> list[Planned]:
     points = inside_points(min(n, 2000), seed=7)
     out = []
@@ -379,7 +388,7 @@ def scenario(
         server.start()
         t0 = time.monotonic()
         # One try each: the kill must find requests in flight and others not yet sent.
-        first, first_outcomes = asyncio.run(
+        first, first_outcomes = _run_async(
             fire(server.base, items, concurrency=concurrency, on_answer=count)
         )
         burst_s = time.monotonic() - t0
@@ -388,7 +397,7 @@ def scenario(
             server.kill()
         restart_s = server.start()
         t1 = time.monotonic()
-        retry, retry_outcomes = asyncio.run(
+        retry, retry_outcomes = _run_async(
             fire(server.base, items, concurrency=concurrency, tries=RETRY_TRIES)
         )
         retry_s = time.monotonic() - t1
