@@ -169,8 +169,15 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
                 ),
             )
             run = uuid.uuid4().hex[:6]
+            # As many connections as the measured phase, so that every worker process gets
+            # some: the first report in a process builds its registry view (about a second).
             warm = _run(
-                closed_loop(srv.base, order_maker(points, run + "w"), concurrency=8, duration_s=2)
+                closed_loop(
+                    srv.base,
+                    order_maker(points, run + "w"),
+                    concurrency=args.concurrency,
+                    duration_s=3,
+                )
             )
             full, full_env = measured(
                 srv,

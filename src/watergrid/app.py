@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -16,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watergrid import db as dbmod
 from watergrid.errors import AppError, FieldError, invalid
@@ -34,16 +36,36 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
+def _error_response(request: Request, exc: AppError) -> Response:
+    if _wants_html(request):
+        if exc.status == 401:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        from watergrid.web.render import error_page
+
+        return error_page(request, exc)
+    return JSONResponse(exc.as_dict(), status_code=exc.status)
+
+
+def _busy_response(request: Request) -> Response:
+    """503 in the caller's terms (page, JSON error, Open311 error list) with Retry-After."""
+    err = overloaded()
+    if request.url.path.startswith("/open311/"):
+        from watergrid.open311.errors import from_app_error
+        from watergrid.open311.formats import render_error
+
+        fmt = "xml" if request.url.path.endswith(".xml") else "json"
+        locale = "en" if request.query_params.get("locale", "").startswith("en") else "zh"
+        response = render_error(fmt, from_app_error(err), locale)
+    else:
+        response = _error_response(request, err)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> Response:
-        if _wants_html(request):
-            if exc.status == 401:
-                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-            from watergrid.web.render import error_page
-
-            return error_page(request, exc)
-        return JSONResponse(exc.as_dict(), status_code=exc.status)
+        return _error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -63,35 +85,58 @@ def _install_error_handlers(app: FastAPI) -> None:
         err = AppError(exc.status_code, "http_error", str(exc.detail), zh)
         return await app_error(request, err)
 
-    async def busy(request: Request) -> Response:
-        err = overloaded()
-        if request.url.path.startswith("/open311/"):
-            from watergrid.open311.errors import from_app_error
-            from watergrid.open311.formats import render_error
-
-            fmt = "xml" if request.url.path.endswith(".xml") else "json"
-            locale = "en" if request.query_params.get("locale", "").startswith("en") else "zh"
-            response = render_error(fmt, from_app_error(err), locale)
-        else:
-            response = await app_error(request, err)
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return response
-
     @app.exception_handler(SQLAlchemyTimeoutError)
     async def pool_timeout(request: Request, exc: SQLAlchemyTimeoutError) -> Response:
         log.warning("no database connection free in time: answering 503")
-        return await busy(request)
+        return _busy_response(request)
 
     @app.exception_handler(OperationalError)
     async def database_busy(request: Request, exc: OperationalError) -> Response:
         if not is_overload(exc):
             raise exc  # a real fault: the server's 500, logged with its traceback
         log.warning("database busy: answering 503", extra={"fields": {"error": str(exc.orig)}})
-        return await busy(request)
+        return _busy_response(request)
 
 
 # What a client that may retry is told to wait, in seconds.
 RETRY_AFTER_S = 2
+# How long a request may wait for its turn (Admission) before it is told to come back.
+ADMISSION_WAIT_S = 10.0
+
+
+class Admission:
+    """No more requests at once per process than the database pool has connections.
+
+    Routes and their dependencies run in a pool of worker threads, and a write request
+    takes its connection in one thread step and needs further steps to finish. With more
+    requests in flight than connections, threads fill up with requests waiting for a
+    connection while those holding one wait for a thread: throughput collapsed to a few
+    requests per pool timeout (measured, docs/performance.md). Here the excess waits for a
+    slot in the event loop, where waiting costs nothing, in arrival order; past
+    ADMISSION_WAIT_S it is answered 503 with Retry-After instead."""
+
+    def __init__(self, app: ASGIApp, *, slots: int, wait_s: float = ADMISSION_WAIT_S) -> None:
+        self.app = app
+        self.slots = asyncio.Semaphore(slots)
+        self.wait_s = wait_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.slots.locked():
+            try:
+                await asyncio.wait_for(self.slots.acquire(), self.wait_s)
+            except TimeoutError:
+                log.warning("no request slot free in time: answering 503")
+                await _busy_response(Request(scope))(scope, receive, send)
+                return
+        else:
+            await self.slots.acquire()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.release()
 
 
 def overloaded() -> AppError:
@@ -157,6 +202,7 @@ def create_app(database_url: str | None = None, *, embedded_worker: bool | None 
         else _embedded(database_url or settings.database_url)
     )
     _install_error_handlers(app)
+    app.add_middleware(Admission, slots=dbmod.max_connections(settings.db_pool_size))
     app.middleware("http")(metrics.measure)
 
     from watergrid.ops.api import router as ops_router

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -57,6 +57,39 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# -- PostgreSQL: rows handed over as JSON ------------------------------------------------------
+#
+# The busiest write paths (a work order's create, its notifications) write several rows of
+# several tables at once. As one JSON parameter per table, PostgreSQL turning it into the
+# table's row type, that is one statement of fixed text whatever the number of rows or
+# columns: psycopg caches and prepares it (a parameter per value would pass psycopg's
+# limit for that and change the text with every row count), and the rows of several
+# tables can go in one round trip as data-modifying CTEs.
+
+
+def json_param(value: Any) -> str:
+    """JSON text as the engine writes it, with datetimes as ISO 8601 with their offset."""
+    return json.dumps(value, ensure_ascii=False, default=_iso)
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def pg_insert_from_json(table: Table, names: Sequence[str], param: str, *, many: bool) -> str:
+    """INSERT INTO `table` (`names`) of the row in JSON parameter `param` (an object), or of
+    its rows (`many`: an array of objects), for exec_driver_sql with psycopg. Columns left
+    out take their server defaults, not the models' Python ones: name every column."""
+    cols = ", ".join(table.c[n].name for n in names)
+    fn = "json_populate_recordset" if many else "json_populate_record"
+    return (
+        f"INSERT INTO {table.name} ({cols}) "
+        f"SELECT {cols} FROM {fn}(NULL::{table.name}, %({param})s::json)"
+    )
+
+
 def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -77,15 +110,26 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def max_connections(pool_size: int) -> int:
+    """Connections one process's engine hands out at most: the pool and as many again in
+    overflow. The app admits no more requests at once than this (app.py), so a request
+    never waits for a connection in a worker thread that others need to give theirs back."""
+    return 2 * pool_size
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pooling: dict[str, Any] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            overflow = max_connections(pool_size) - pool_size
+            pooling = {"pool_size": pool_size, "max_overflow": overflow}
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             json_serializer=lambda o: json.dumps(o, ensure_ascii=False),
+            **pooling,
         )
         _sqlite_pragmas(engine, busy_timeout_ms)
         return engine
@@ -94,7 +138,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
     engine = create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max_connections(pool_size) - pool_size,
         json_serializer=lambda o: json.dumps(o, ensure_ascii=False),
     )
     _ping_when_idle(engine)

@@ -66,3 +66,36 @@ def test_other_database_faults_stay_500(app: FastAPI) -> None:
         r = c.post("/api/v1/_overload/broken")
     assert r.status_code == 500
     assert "Retry-After" not in r.headers
+
+
+def test_requests_beyond_the_pool_wait_their_turn_then_get_503() -> None:
+    """One slot: a second request waits while the first runs, and is told to come back
+    once its wait is over; the slot is free again afterwards."""
+    import asyncio
+
+    import httpx
+
+    from watergrid.app import Admission
+
+    inner = FastAPI()
+
+    @inner.get("/slow")
+    async def slow() -> dict[str, bool]:
+        await asyncio.sleep(0.3)
+        return {"ok": True}
+
+    guarded = Admission(inner, slots=1, wait_s=0.1)
+
+    async def run() -> tuple[list[int], int]:
+        transport = httpx.ASGITransport(app=guarded)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            first, second = await asyncio.gather(
+                c.get("/slow"), c.get("/api/v1/x", headers={"accept": "application/json"})
+            )
+            after = await c.get("/slow")
+        assert second.headers["Retry-After"] == str(RETRY_AFTER_S)
+        assert second.json()["error"]["code"] == "overloaded"
+        return [first.status_code, second.status_code], after.status_code
+
+    statuses, after = asyncio.run(run())
+    assert statuses == [200, 503] and after == 200

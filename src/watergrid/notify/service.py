@@ -11,11 +11,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Integer, Table, any_, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from watergrid.db import utcnow
+from watergrid.db import json_param, pg_insert_from_json, utcnow
 from watergrid.errors import AppError, FieldError, invalid, not_found
 from watergrid.notify.models import (
     CHANNELS,
@@ -112,7 +113,7 @@ def resolve_channels(db: Session, *, person: Person) -> list[tuple[str, str]]:
 
 # Everyone's active preferences with the person in one query (a warning may go to hundreds
 # of people, and an order's create must not pay two round trips for a handful).
-_RECIPIENTS = (
+_RECIPIENTS_ALL = (
     select(
         Person.id,
         Person.active,
@@ -125,9 +126,16 @@ _RECIPIENTS = (
         ChannelPreference,
         (ChannelPreference.person_id == Person.id) & ChannelPreference.active.is_(True),
     )
-    .where(Person.id.in_(bindparam("ids", expanding=True)))
     .order_by(Person.id, ChannelPreference.priority, ChannelPreference.id)
 )
+# PostgreSQL takes the ids as one array parameter: a statement of fixed text. Elsewhere an
+# expanding IN, which SQLAlchemy renders anew for each execution.
+_RECIPIENTS = {
+    "postgresql": _RECIPIENTS_ALL.where(
+        Person.id == any_(bindparam("ids", type_=PG_ARRAY(Integer)))
+    ),
+    "default": _RECIPIENTS_ALL.where(Person.id.in_(bindparam("ids", expanding=True))),
+}
 
 # (recipient, person id or None, channel, address): one outbox row.
 Wanted = tuple[str, int | None, str, str]
@@ -166,8 +174,10 @@ def _plan(
     if person_ids:
         if db.autoflush:
             db.flush()  # as a session query would: people added just now must be found
-        for pid, active, mobile, email, channel, address in db.connection().execute(
-            _RECIPIENTS, {"ids": person_ids}
+        conn = db.connection()
+        stmt = _RECIPIENTS.get(conn.dialect.name, _RECIPIENTS["default"])
+        for pid, active, mobile, email, channel, address in conn.execute(
+            stmt, {"ids": person_ids}
         ):
             if pid not in people:
                 people[pid] = _Who(pid, bool(active), mobile or "", email or "")
@@ -389,6 +399,8 @@ def _insert_rows(
         return []
     rows = [_row_values(w, common, keys, now) for w in wanted]
     conn = db.connection()
+    if conn.dialect.name == "postgresql":
+        return _insert_rows_pg(db, rows)
     ids = [int(i) for i in conn.execute(_INSERT_OUTBOX, rows).scalars()]
     items = [
         {
@@ -407,6 +419,32 @@ def _insert_rows(
     if items:
         conn.execute(_INSERT_INBOX, items)
     return ids
+
+
+_pg_insert_sql: dict[tuple[str, ...], str] = {}
+
+
+def _insert_rows_pg(db: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """_insert_rows on PostgreSQL in one statement: the outbox rows as one JSON array, and
+    the inbox items made from what that INSERT returns. The ids come back paired with the
+    message ids, which is how they are put back in the order of `rows`."""
+    names = tuple(rows[0])
+    sql = _pg_insert_sql.get(names)
+    if sql is None:
+        sql = (
+            f"WITH o AS ({pg_insert_from_json(_OUTBOX, names, 'rows', many=True)} "
+            "RETURNING id, message_id, person_id, channel, topic, subject, body, link, "
+            "created_at), "
+            f"i AS (INSERT INTO {_INBOX.name} "
+            "(person_id, outbox_id, topic, title, body, link, created_at) "
+            "SELECT person_id, id, topic, subject, body, link, created_at FROM o "
+            "WHERE channel = 'inapp' AND person_id IS NOT NULL) "
+            "SELECT message_id, id FROM o"
+        )
+        _pg_insert_sql[names] = sql
+    result = db.connection().exec_driver_sql(sql, {"rows": json_param(rows)})
+    ids: dict[str, int] = {str(mid): int(oid) for mid, oid in result}
+    return [int(ids[r["message_id"]]) for r in rows]
 
 
 # -- in-app inbox --------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -29,8 +30,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from watergrid.auth.principal import Principal
+from watergrid.db import json_param, pg_insert_from_json
 from watergrid.errors import AppError, FieldError, forbidden
 from watergrid.geo import locate as geo_locate
+from watergrid.geo.models import RegistryState
 from watergrid.geo.schemas import AreaRef, DepartmentRef
 from watergrid.org import service as org_service
 from watergrid.timers.deadlines import compute_due
@@ -272,7 +275,9 @@ _NEARBY = select(
     WorkOrder.lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
     WorkOrder.lon.between(bindparam("lon_lo"), bindparam("lon_hi")),
     WorkOrder.created_at >= bindparam("since"),
-    WorkOrder.state.in_(sorted(DUPLICATE_CANDIDATE_STATES)),
+    # The states are constants of the code: written into the SQL, not an expanding
+    # parameter, which SQLAlchemy would render into the statement anew on every execution.
+    WorkOrder.state.in_([literal_column(f"'{s}'") for s in sorted(DUPLICATE_CANDIDATE_STATES)]),
 )
 _NEARBY_EXCEPT = _NEARBY.where(WorkOrder.id != bindparam("exclude_id"))
 
@@ -345,6 +350,9 @@ class _CategoryFacts(NamedTuple):
     attributes: list[dict[str, Any]] | None
 
 
+# The category, and with it the registry version, which says whether the routing view in
+# hand is current (_registry_view): one round trip for both. Reading geo's version row here
+# rather than through geo.service is on purpose, see docs/performance.md.
 _ACTIVE_CATEGORY = select(
     Category.id,
     Category.code,
@@ -354,7 +362,21 @@ _ACTIVE_CATEGORY = select(
     Category.default_priority,
     Category.deadlines,
     Category.attributes,
+    select(RegistryState.version).where(RegistryState.id == 1).scalar_subquery(),
 ).where(Category.code == bindparam("code"), Category.active.is_(True))
+
+
+def _registry_view(db: Session, version: int | None) -> geo_locate.RegistryView:
+    """geo's registry view for `version` (read in this transaction): the one intake's
+    directory was built for when that is still the version, else geo's own (which looks
+    at the version again and rebuilds when it has moved)."""
+    known = people.directory_view()
+    if known is not None and known.snapshot.links.version == (
+        str(db.get_bind().engine.url),
+        version or 0,
+    ):
+        return known
+    return geo_locate.view(db)
 
 
 @dataclass
@@ -429,7 +451,10 @@ def _prepare(
     problems: list[tuple[str, FieldError]] = []
 
     row = db.connection().execute(_ACTIVE_CATEGORY, {"code": data.category_code}).first()
-    cat = _CategoryFacts(*row) if row is not None else None
+    cat = _CategoryFacts(*row[:-1]) if row is not None else None
+    # One look at the registry for the whole report: the view answers the service card's
+    # zone, the point's areas and the routing.
+    registry = _registry_view(db, row[-1]) if row is not None else geo_locate.view(db)
     if cat is None:
         problems.append(
             (
@@ -504,9 +529,6 @@ def _prepare(
         attributes, attr_problems = check_attributes(cat.attributes or [], data.attributes)
         problems.extend(attr_problems)
 
-    # One look at the registry version for the whole report: the view answers the service
-    # card's zone, the point's areas and the routing.
-    registry = geo_locate.view(db)
     card_zone: AreaRef | None = None
     if data.zone_code:
         card_zone_id = registry.snapshot.zone_id_by_code.get(data.zone_code)
@@ -833,9 +855,10 @@ def create_order(
     the first receipt back (replayed=True) and a different request under the same key is a
     409. Everything is written into the caller's transaction; nothing when it raises.
 
-    The rows are written with one Core statement per table rather than through the ORM's
-    unit of work, and every lookup a registry version or the calendar can answer comes
-    from a per-process cache: intake is the busiest write path (docs/performance.md)."""
+    Intake is the busiest write path (docs/performance.md): the rows are written with Core
+    statements rather than through the ORM's unit of work (on PostgreSQL the order's own
+    rows in one statement), and every lookup a registry version or the calendar can
+    answer comes from a per-process cache."""
     require_aware(now, "now")
     _check_source(source, actor)
     request_hash = _request_hash(data=data, source=source, actor=actor, photos=photos)
@@ -1040,28 +1063,6 @@ def _write_order(
     return order_id, event_id
 
 
-def _dump_json(value: Any) -> str:
-    """JSON as the engine writes it, with datetimes as ISO 8601 (with their offset)."""
-    return json.dumps(value, ensure_ascii=False, default=_iso)
-
-
-def _iso(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _pg_insert_one(table: Table, names: Sequence[str], param: str) -> str:
-    """INSERT of one row handed over as a JSON object, PostgreSQL turning it into the
-    table's row type: one parameter however many columns (psycopg caches and prepares
-    the statement; a parameter per column would pass its limit for that)."""
-    cols = ", ".join(table.c[n].name for n in names)
-    return (
-        f"INSERT INTO {table.name} ({cols}) "
-        f"SELECT {cols} FROM json_populate_record(NULL::{table.name}, %({param})s::json)"
-    )
-
-
 _pg_write_sql: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
 
@@ -1085,8 +1086,9 @@ def _write_order_pg(
     sql = _pg_write_sql.get(shape)
     if sql is None:
         sql = (
-            f"WITH o AS ({_pg_insert_one(_ORDERS, shape[0], 'order')}), "
-            f"e AS ({_pg_insert_one(_EVENTS, shape[1], 'event')} RETURNING id), "
+            f"WITH o AS ({pg_insert_from_json(_ORDERS, shape[0], 'order', many=False)}), "
+            f"e AS ({pg_insert_from_json(_EVENTS, shape[1], 'event', many=False)} "
+            "RETURNING id), "
             f"f AS (INSERT INTO {_FOLLOWERS.name} (order_id, person_id, reason) "
             "SELECT %(order_id)s, u.person_id, u.reason "
             "FROM unnest(%(f_person)s::integer[], %(f_reason)s::varchar[]) "
@@ -1097,13 +1099,13 @@ def _write_order_pg(
         )
         _pg_write_sql[shape] = sql
     params = {
-        "order": _dump_json(order),
-        "event": _dump_json(event),
+        "order": json_param(order),
+        "event": json_param(event),
         "order_id": order_id,
         "f_person": [p for p, _ in followers],
         "f_reason": [r for _, r in followers],
         "key": key,
-        "receipt": _dump_json(receipt.model_dump(mode="json")),
+        "receipt": json_param(receipt.model_dump(mode="json")),
     }
     return int(db.connection().exec_driver_sql(sql, params).scalar_one())
 

@@ -149,6 +149,12 @@ def _build_directory(db: Session, view: RegistryView) -> Directory:
     )
 
 
+def directory_view() -> RegistryView | None:
+    """The registry view the current directory was built for, if any."""
+    current = _directory
+    return current.view if current is not None else None
+
+
 def directory(db: Session, view: RegistryView) -> Directory:
     """The directory for `view` (geo.locate.view of this transaction), built at most once
     per registry version and process."""
