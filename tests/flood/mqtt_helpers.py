@@ -27,6 +27,8 @@ from watergrid.flood.settings import FloodSettings
 def settings_for(
     tag: str, host: str = "127.0.0.1", port: int = 1883, **extra: Any
 ) -> FloodSettings:
+    # A short session expiry: the shared broker should not keep every test's session a week.
+    extra.setdefault("mqtt_session_expiry_s", 120)
     return FloodSettings(
         mqtt_host=host,
         mqtt_port=port,

@@ -4,7 +4,10 @@ nothing published with QoS 1 lost across consumer and broker restarts."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import random
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -216,3 +219,21 @@ def test_the_consumer_waits_for_a_broker_that_is_down_at_start(
     finally:
         stop.set()
         thread.join(15)
+
+
+def test_a_dead_receiver_process_is_replaced(
+    sf: sessionmaker[Session], tag: str, mqtt_broker: tuple[str, int]
+) -> None:
+    with sf() as db:
+        g = sensor(db, f"RG-{tag}", "rain_gauge", at=GONGMING)
+        db.commit()
+    topic = f"wg-test/{tag}/sensors/RG-{tag}/readings"
+    base = _base()
+    with consumer(sf, settings_for(tag)) as stats, publisher(tag) as pub:
+        publish(pub, [(topic, _item(base, 1.0))])
+        wait_for(lambda: _count(sf, g.id) == 1, 10, "the first reading")
+        receiver = next(p for p in mp.active_children() if p.name.startswith("flood-mqtt-receiver"))
+        os.kill(receiver.pid, signal.SIGKILL)  # a process this test started, by its id
+        wait_for(lambda: not stats.connected, 10, "the writer to notice")
+        publish(pub, [(topic, _item(base + M, 1.0))])  # queued for the persistent session
+        wait_for(lambda: _count(sf, g.id) == 2, 20, "a new receiver to deliver it")

@@ -5,9 +5,12 @@ inside the caller's transaction; every other query goes through SQLAlchemy as us
 
 - PostgreSQL: one statement per table per batch, the rows passed as arrays and unpacked
   with unnest().
-- SQLite: multi-row VALUES in chunks under the bound-parameter limit (executemany for the
-  sensor update, which sqlite3 loops in C). Timestamps are written in exactly the text form
-  SQLAlchemy's DateTime uses on SQLite, so every other query reads them back the same way.
+- SQLite: multi-row VALUES in chunks under the bound-parameter limit, and statements that
+  yield (almost) no rows: sqlite3 releases and retakes the interpreter lock around every
+  step, and behind a busy MQTT thread each retake can wait out the switch interval, so a
+  statement per row (executemany) or a row per reading (RETURNING) measured 20× slower.
+  Timestamps are written in exactly the text form SQLAlchemy's DateTime uses on SQLite, so
+  every other query reads them back the same way.
 
 Rows are sorted by key by the callers, so two writers lock shared rows in one order."""
 
@@ -67,27 +70,50 @@ def insert_readings(
         if len(got) == len(rows):
             return None
         return {(sid, ts.astimezone(UTC)) for sid, ts in got}
-    by_text: dict[tuple[int, str], datetime] = {}
-    found: set[tuple[int, datetime]] = set()
+    return _insert_readings_sqlite(raw, rows)
+
+
+def _insert_readings_sqlite(
+    raw: Any, rows: Sequence[tuple[int, datetime, float, int, int | None]]
+) -> set[tuple[int, datetime]] | None:
+    # Not RETURNING: sqlite3 gives up and takes back the interpreter lock for every row a
+    # statement yields, and with the MQTT thread busy each take-back can wait out the
+    # switch interval. Instead the keys already stored are looked up first (one statement,
+    # usually yielding nothing) and only new rows inserted; the transaction began
+    # IMMEDIATE, so no other writer can slip a row in between.
+    texts = [sqlite_ts(r[1]) for r in rows]
+    stored: set[tuple[int, str]] = set()
     cur = raw.cursor()
     try:
-        for chunk in _chunks(rows):
+        for lo in range(0, len(rows), SQLITE_CHUNK):
+            keys: list[Any] = []
+            for i in range(lo, min(lo + SQLITE_CHUNK, len(rows))):
+                keys += (rows[i][0], texts[i])
+            found = cur.execute(
+                f"SELECT r.sensor_id, r.ts FROM {READING} r JOIN (VALUES "
+                + ",".join(["(?,?)"] * (len(keys) // 2))
+                + ") v ON r.sensor_id = v.column1 AND r.ts = v.column2",
+                keys,
+            ).fetchall()
+            stored.update((sid, text) for sid, text in found)
+        fresh = [i for i, r in enumerate(rows) if (r[0], texts[i]) not in stored]
+        for lo in range(0, len(fresh), SQLITE_CHUNK):
+            chunk = fresh[lo : lo + SQLITE_CHUNK]
             params: list[Any] = []
-            for sid, ts, value, flag, seq in chunk:
-                text = sqlite_ts(ts)
-                by_text[(sid, text)] = ts
-                params += (sid, text, value, flag, seq)
-            sql = (
+            for i in chunk:
+                sid, _, value, flag, seq = rows[i]
+                params += (sid, texts[i], value, flag, seq)
+            cur.execute(
                 f"INSERT INTO {READING} (sensor_id, ts, value, flag, seq) VALUES "
                 + ",".join(["(?,?,?,?,?)"] * len(chunk))
-                + " ON CONFLICT DO NOTHING RETURNING sensor_id, ts"
-            )
-            found.update(
-                (sid, by_text[(sid, text)]) for sid, text in cur.execute(sql, params).fetchall()
+                + " ON CONFLICT DO NOTHING",
+                params,
             )
     finally:
         cur.close()
-    return None if len(found) == len(rows) else found
+    if not stored:
+        return None
+    return {(rows[i][0], rows[i][1]) for i in fresh}
 
 
 def add_rain(db: Session, table: str, rows: Sequence[tuple[int, datetime, float]]) -> None:
@@ -162,16 +188,24 @@ def update_health(
                 | {"now": now},
             )
         return
-    sets = _HEALTH_SET.format(now="?1", ts="?2", value="?3", flagged="?4", flag="?5")
-    stamp = sqlite_ts(now)
+    # One UPDATE … FROM (VALUES …) per chunk rather than executemany, which would give up
+    # and retake the interpreter lock once per row (see _insert_readings_sqlite).
+    sets = _HEALTH_SET.format(
+        now="?1", ts="u.column2", value="u.column3", flagged="u.column4", flag="u.column5"
+    )
     cur = raw.cursor()
     try:
-        cur.executemany(
-            f"UPDATE {SENSOR} SET {sets} WHERE id = ?6",
-            [
-                (stamp, sqlite_ts(ts), value, flagged, flag, sid)
-                for sid, ts, value, flagged, flag in rows
-            ],
-        )
+        for chunk in _chunks(rows):
+            params: list[Any] = [sqlite_ts(now)]
+            holes = []
+            for n, (sid, ts, value, flagged, flag) in enumerate(chunk):
+                b = 2 + 5 * n
+                holes.append(f"(?{b},?{b + 1},?{b + 2},?{b + 3},?{b + 4})")
+                params += (sid, sqlite_ts(ts), value, flagged, flag)
+            cur.execute(
+                f"UPDATE {SENSOR} SET {sets} FROM (VALUES {','.join(holes)}) AS u "
+                f"WHERE {SENSOR}.id = u.column1",
+                params,
+            )
     finally:
         cur.close()

@@ -20,20 +20,20 @@ Delivery guarantees, and how they are kept:
 - **It reconnects by itself** (paho's reconnect loop, backoff 1 to 30 s), also when the
   broker is down at start.
 
-paho's network thread reads continuously into memory while the consumer thread writes
-batches. Reading must never pause for the database: a consumer that stops reading fills
-its TCP buffers, the broker then queues for it, and Mosquitto drops QoS 1 messages for a
-client once that queue passes max_queued_messages (1000 by default) — measured: a 0.3 s
-burst of 3,000 large messages lost 43% to a consumer that read only between batches.
-Throughput comes from batching: each batch takes what is waiting (up to `batch_max`
-readings, waiting at most `batch_linger_ms` when little is), and is written in one
-transaction with a handful of multi-row statements (flood/ingest.py)."""
+Two processes: the receiver (flood/receiver.py) holds the MQTT connection and reads
+continuously; this one parses and writes. Reading must never pause for the database: a
+consumer that stops reading fills its TCP buffers, the broker then queues for it, and
+Mosquitto drops QoS 1 messages for a client once that queue passes max_queued_messages
+(1000 by default). In one process the MQTT work and the database work also fought over the
+interpreter lock (receiver.py says more). Throughput comes from batching: each batch takes
+what is waiting (up to `batch_max` readings, waiting at most `batch_linger_ms` when little
+is), and is written in one transaction with a handful of multi-row statements (flood/ingest.py)."""
 
 from __future__ import annotations
 
 import collections
 import logging
-import ssl
+import multiprocessing as mp
 import threading
 import time
 from collections.abc import Callable
@@ -41,24 +41,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from watergrid.db import begin_write
 from watergrid.flood.ingest import Outcome, ingest
 from watergrid.flood.parse import Limits, RawReading, Rejected, parse_message, subscriptions
+from watergrid.flood.receiver import receiver_main
 from watergrid.flood.settings import FloodSettings, get_flood_settings
 from watergrid.flood.state import IngestState
 from watergrid.timers.clock import Clock, SystemClock
 
 log = logging.getLogger("watergrid.flood.mqtt")
 DB_BACKOFF_MAX_S = 30.0
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
-KEEPALIVE_S = 30
 
 
 @dataclass
@@ -98,21 +93,15 @@ class _Message:
     qos: int
     topic: str
     payload: bytes | bytearray
+    generation: int = 0  # which receiver process delivered it
     readings: list[RawReading] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def connect_properties(settings: FloodSettings) -> Properties:
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = settings.mqtt_session_expiry_s
-    props.ReceiveMaximum = max(1, min(65535, settings.mqtt_receive_maximum))
-    return props
-
-
 class _Inbox:
-    """Hand-over from paho's network thread to the consumer thread. The deque needs no lock
-    (append and popleft are atomic); the event only wakes a consumer that found it empty,
-    so a busy stream costs no wake-up per message."""
+    """Hand-over from the pipe-reading thread to the writer. The deque needs no lock (append
+    and popleft are atomic); the event only wakes a writer that found it empty, so a busy
+    stream costs no wake-up per message."""
 
     def __init__(self) -> None:
         self._items: collections.deque[_Message] = collections.deque()
@@ -131,8 +120,88 @@ class _Inbox:
         return self._items.popleft() if self._items else None
 
 
+class _Link:
+    """The writer's end of the receiver process: starts it, reads its pipe in a thread,
+    sends it acknowledgements, restarts it should it die."""
+
+    def __init__(self, settings: FloodSettings, inbox: _Inbox, stats: ConsumerStats) -> None:
+        self.settings = settings
+        self.inbox = inbox
+        self.stats = stats
+        self.generation = 0
+        self.proc: Any = None
+        self.acks: Any = None
+        self.ack_lock = threading.Lock()
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        ctx = mp.get_context("spawn")  # no fork: this process has threads and connections
+        msgs_in, msgs_out = ctx.Pipe(duplex=False)
+        acks_in, acks_out = ctx.Pipe(duplex=False)
+        self.generation += 1
+        self.proc = ctx.Process(
+            target=receiver_main,
+            args=(self.settings, msgs_out, acks_in),
+            name=f"flood-mqtt-receiver-{self.generation}",
+            daemon=True,
+        )
+        self.proc.start()
+        msgs_out.close()
+        acks_in.close()
+        self.acks = acks_out
+        self.started_at = time.monotonic()
+        threading.Thread(
+            target=self._read, args=(msgs_in, self.generation), name="flood-mqtt-pipe", daemon=True
+        ).start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.is_alive()
+
+    def _read(self, conn: Any, generation: int) -> None:
+        try:
+            while True:
+                kind, *rest = conn.recv()
+                if kind == "msgs":
+                    for mid, qos, topic, payload in rest[0]:
+                        self.inbox.put(_Message(mid, qos, topic, payload, generation))
+                elif kind == "status":
+                    with self.stats.lock:
+                        self.stats.connected, self.stats.connects, self.stats.disconnects = rest
+        except (EOFError, OSError):
+            with self.stats.lock:
+                self.stats.connected = False
+        finally:
+            conn.close()
+
+    def ack(self, batch: list[_Message]) -> None:
+        # Only to the receiver that delivered them: a new one never saw those packet ids,
+        # and the broker sends it the unacknowledged messages again anyway.
+        items = [(m.mid, m.qos) for m in batch if m.qos and m.generation == self.generation]
+        if not items:
+            return
+        try:
+            with self.ack_lock:
+                self.acks.send(("ack", items))
+        except OSError:
+            pass  # receiver gone; the broker redelivers, the readings' key drops the copies
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            with self.ack_lock:
+                self.acks.send(("stop",))
+        except OSError:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+        self.acks.close()
+
+
 class Consumer:
-    """One consumer: a paho client (its network thread) and the loop writing batches."""
+    """One consumer: the receiver process and the loop writing batches."""
 
     def __init__(
         self,
@@ -157,71 +226,22 @@ class Consumer:
             late_limit=timedelta(days=settings.late_limit_days),
         )
         self.inbox = _Inbox()
+        self.link = _Link(settings, self.inbox, stats)
         self.stop_event = threading.Event()
-        self.client = self._make_client()
-
-    # -- the connection (callbacks run on paho's network thread) -------------------------
-
-    def _make_client(self) -> paho.Client:
-        s = self.settings
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.mqtt_client_id,
-            protocol=paho.MQTTv5,
-            manual_ack=True,
-        )
-        if s.mqtt_username:
-            client.username_pw_set(s.mqtt_username, s.mqtt_password or None)
-        if s.mqtt_tls:
-            client.tls_set_context(ssl.create_default_context())
-        client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
-    def _on_connect(self, c: paho.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.warning("MQTT connection refused: %s", reason)
-            return
-        with self.stats.lock:
-            self.stats.connected, self.stats.connects = True, self.stats.connects + 1
-        log.info("MQTT connected (session present: %s)", flags.session_present)
-        # Subscribing again on a resumed session is harmless and covers an expired one.
-        c.subscribe([(t, 1) for t in subscriptions(self.settings.mqtt_topic_prefix)])
-
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        with self.stats.lock:
-            self.stats.connected, self.stats.disconnects = False, self.stats.disconnects + 1
-        if not self.stop_event.is_set():
-            log.warning("MQTT disconnected (%s); reconnecting", reason)
-
-    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        self.inbox.put(_Message(msg.mid, msg.qos, msg.topic, msg.payload))
-
-    # -- the loop ---------------------------------------------------------------------------
 
     def run(self, stop_event: threading.Event) -> None:
         self.stop_event = stop_event
-        s = self.settings
-        # connect_async + loop_start: paho's thread connects, and reconnects with backoff
-        # whenever the connection drops, also when the broker is down at start.
-        self.client.connect_async(
-            s.mqtt_host,
-            s.mqtt_port,
-            keepalive=KEEPALIVE_S,
-            clean_start=False,
-            properties=connect_properties(s),
-        )
-        self.client.loop_start()
+        self.link.start()
         try:
             while not stop_event.is_set():
                 batch = self._collect()
                 if batch:
                     self._process(batch)
+                elif not self.link.alive() and time.monotonic() - self.link.started_at > 1:
+                    log.error("MQTT receiver process exited; starting another")
+                    self.link.start()
         finally:
-            self.client.disconnect()
-            self.client.loop_stop()
+            self.link.stop()
 
     def _collect(self) -> list[_Message]:
         first = self.inbox.get(timeout=0.2)
@@ -270,9 +290,7 @@ class Consumer:
         return out
 
     def _done(self, batch: list[_Message], out: Outcome) -> None:
-        for m in batch:
-            if m.qos:
-                self.client.ack(m.mid, m.qos)
+        self.link.ack(batch)
         self.stats.add(out, len(batch))
         if self.on_batch is not None:
             self.on_batch(out)
@@ -312,7 +330,8 @@ class Consumer:
                 payload = bytes(m.payload[:4000]).decode("utf-8", "replace")
                 note = Rejected("internal_error", detail, None, payload, m.topic)
                 try:
-                    out = self._write([_Message(m.mid, m.qos, m.topic, m.payload, [], [note])])
+                    poison = _Message(m.mid, m.qos, m.topic, m.payload, m.generation, [], [note])
+                    out = self._write([poison])
                 except Exception as again:  # the database itself is failing: leave it unacked
                     self._note_error(again)
                     continue
