@@ -61,6 +61,7 @@ def main() -> None:
     )
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     args = ap.parse_args()
 
     os.environ.setdefault("WATERGRID_LOG_JSON", "false")
@@ -335,9 +336,9 @@ def main() -> None:
                 f"{k:40} postgres {v['median_ms']:>9} ms   duckdb {dv.get('median_ms', '—'):>9} ms"
             )
         print(f"\nall dashboard queries within {GOAL_MS:.0f} ms (p95): {report['all_under_goal']}")
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
-        print(f"written {RESULTS}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+        print(f"written {args.out}")
     finally:
         dbmod.get_engine().dispose()
         if not args.keep:

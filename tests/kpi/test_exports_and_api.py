@@ -269,3 +269,33 @@ def test_attack_map_status_from_milestones(db: Session) -> None:
     claimed = attack_map.claim(db, task_id=t.id, principal=chain, now=now)
     assert claimed.owner_name
     assert now > T0
+
+
+def test_drill_down_totals_from_rollups_match_a_count_of_the_orders(db: Session) -> None:
+    from sqlalchemy import func, select
+
+    from watergrid.kpi.definitions import METRICS
+    from watergrid.kpi.models import OrderFact
+
+    _some_orders(db)
+    now = T0 + 3 * D
+    start, end = date(2026, 3, 1), date(2026, 3, 31)
+    w01 = str(geo_service.get_or_404(db, code="W01").id)
+    for dim, key in (("all", ""), ("grid", w01)):
+        for metric in METRICS:
+            for outcome in service.DRILL_OUTCOMES:
+                where = service.drill_where(
+                    metric=metric, outcome=outcome, dim=dim, key=key, start=start, end=end, now=now
+                )
+                counted = db.scalar(select(func.count()).select_from(OrderFact).where(where))
+                _, total = service.drill(
+                    db,
+                    metric=metric,
+                    outcome=outcome,
+                    dim=dim,
+                    key=key,
+                    start=start,
+                    end=end,
+                    now=now,
+                )
+                assert total == counted, (dim, metric, outcome)

@@ -57,6 +57,7 @@ def history(
     days: int = typer.Option(365, "--days", min=1, max=3 * 366, help="Days of history."),
     per_day: float = typer.Option(32.0, "--per-day", min=0.1, help="Mean orders per day."),
     seed: int = typer.Option(20240705, "--seed", help="Random seed (same seed, same history)."),
+    force: bool = typer.Option(False, "--force", help="Add history even if some is there."),
     database_url: str | None = DB_OPTION,
 ) -> None:
     """Make synthetic but lifelike history for the demo: orders with their events, leader
@@ -68,7 +69,7 @@ def history(
     _configure(database_url)
     now = datetime.now(UTC)
     with dbmod.session_scope() as db:
-        report = hist.generate(db, days=days, end=now, seed=seed, per_day=per_day)
+        report = hist.generate(db, days=days, end=now, seed=seed, per_day=per_day, force=force)
         jobs.ensure_scheduled(db, now=now)
     for line in report.lines():
         typer.echo(line)

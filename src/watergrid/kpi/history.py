@@ -1235,14 +1235,22 @@ def generate(
     visits: bool = True,
     tasks: bool = True,
     timers: bool = True,
+    force: bool = False,
 ) -> HistoryReport:
     """`watergrid kpi history` / `watergrid demo --history N`: orders, visits and tasks, then
-    the KPI rebuild. Seeds the categories and the working calendar when they are missing."""
+    the KPI rebuild. Seeds the categories and the working calendar when they are missing.
+    Does nothing when generated history is there already, unless `force`."""
     from watergrid.kpi import rollups
     from watergrid.timers.calendar import seed_calendar
     from watergrid.workorders.categories import seed_categories
+    from watergrid.workorders.models import WorkOrder
 
     end = end or datetime.now(UTC)
+    if not force and db.scalar(
+        select(WorkOrder.id).where(WorkOrder.external_ref == "history").limit(1)
+    ):
+        # Running the demo again must not pile a second year on the first.
+        return HistoryReport()
     seed_categories(db)
     years = range((end - timedelta(days=days)).year, end.year + 2)
     seed_calendar(db, years=years)

@@ -44,6 +44,9 @@ class OrderFact(Base):
         Index("ix_kpi_order_fact_hand", "hand_due_day", "hand_outcome"),
         Index("ix_kpi_order_fact_created", "created_day"),
         Index("ix_kpi_order_fact_rated", "rated_day"),
+        # Drill-downs list the newest due first, a page at a time, walking these backwards.
+        Index("ix_kpi_order_fact_resp_due_at", "resp_due_at"),
+        Index("ix_kpi_order_fact_hand_due_at", "hand_due_at"),
         # Today's open deadlines, split at "now" into overdue and not yet due.
         Index("ix_kpi_order_fact_resp_open", "resp_outcome", "resp_due_at"),
         Index("ix_kpi_order_fact_hand_open", "hand_outcome", "hand_due_at"),
