@@ -1,8 +1,10 @@
 #!/bin/sh
-# System packages the browser tests need, from Debian's archive:
+# System packages the tests need, from Debian's archive:
 #   chromium        driven by Playwright (no browser download)
 #   fonts-noto-cjk  without it Chinese renders as empty boxes
 #   poppler-utils   pdftoppm/pdfinfo, to look at and count printed pages
+#   postgresql-client  pg_dump, pg_restore, psql, createdb: scripts/backup.sh and
+#                   scripts/restore.sh, and their test (tests/ops/test_backup_restore.py)
 #
 # Idempotent: when everything is present it prints nothing and changes nothing; otherwise it
 # runs `apt-get update` once and installs only what is missing. Needs root (or sudo) only in
@@ -16,6 +18,12 @@ if ! ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 \
     missing="$missing fonts-noto-cjk"
 fi
 command -v pdftoppm >/dev/null 2>&1 || missing="$missing poppler-utils"
+for tool in pg_dump pg_restore psql createdb; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        missing="$missing postgresql-client"
+        break
+    fi
+done
 
 [ -z "$missing" ] && exit 0
 

@@ -49,7 +49,11 @@ def serve(
 @app.command()
 def worker(
     worker_id: str = typer.Option("", help="Name in logs and claims; default host:pid"),
-    loops: str = typer.Option("timers,notify,mqtt", help="Which loops to run"),
+    loops: str = typer.Option(
+        "timers,notify,mqtt",
+        help="Comma-separated loops to run: timers, notify, mqtt. Only one process per MQTT "
+        "client id may run mqtt; the others run timers,notify.",
+    ),
 ) -> None:
     """Run deadlines, escalations, outbox delivery and sensor ingestion until SIGTERM."""
     import os
@@ -60,12 +64,22 @@ def worker(
     from watergrid.ops import worker as worker_mod
     from watergrid.ops.logs import setup_logging
 
+    chosen = tuple(x.strip() for x in loops.split(",") if x.strip())
+    # A misspelt loop would otherwise be skipped without a word, and a worker meant to run
+    # deadlines would sit idle while they pass.
+    unknown = [x for x in chosen if x not in worker_mod.LOOPS]
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"unknown loop(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(worker_mod.LOOPS)}",
+            param_hint="--loops",
+        )
     s = get_settings()
     setup_logging(level=s.log_level, as_json=s.log_json)
     dbmod.configure()
     w = worker_mod.start(
         worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}",
-        loops=tuple(x.strip() for x in loops.split(",") if x.strip()),
+        loops=chosen,
     )
     # SIGTERM lets every loop finish the item in hand and hand the rest back.
     signal.signal(signal.SIGTERM, lambda *_: w.stop_event.set())
