@@ -82,6 +82,9 @@ def env_for(url: str, **extra: str) -> dict[str, str]:
         WATERGRID_DATABASE_URL=url,
         WATERGRID_EMBEDDED_WORKER="false",
         WATERGRID_LOG_LEVEL="WARNING",
+        # All bench traffic comes from one loopback address: the public intake's per-address
+        # rate limit would answer most of it 429.
+        WATERGRID_INTAKE_RATE_PER_MINUTE="0",
         **extra,
     )
     return env

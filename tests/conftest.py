@@ -22,6 +22,9 @@ from sqlalchemy.orm import Session
 # Tests drive the sweeper and delivery themselves, with a controllable clock; an app started
 # by a test (or a live server it spawns) must not run its own background loops.
 os.environ["WATERGRID_EMBEDDED_WORKER"] = "false"
+# Tests post many public reports from one client address; the intake rate limit has tests of
+# its own (tests/security) that switch it on.
+os.environ["WATERGRID_INTAKE_RATE_PER_MINUTE"] = "0"
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("WATERGRID_TEST_DATABASE_URL", "")

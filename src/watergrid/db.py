@@ -112,8 +112,9 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
 
 def max_connections(pool_size: int) -> int:
     """Connections one process's engine hands out at most: the pool and as many again in
-    overflow. The app admits no more requests at once than this (app.py), so a request
-    never waits for a connection in a worker thread that others need to give theirs back."""
+    overflow. The app admits no more requests at once than the pool keeps (app.py), so a
+    request never waits for a connection in a worker thread that others need to give theirs
+    back, and the overflow stays free for background sessions (the embedded worker)."""
     return 2 * pool_size
 
 
@@ -176,6 +177,7 @@ def _ping_when_idle(engine: Engine) -> None:
 
 _engine: Engine | None = None
 _factory: sessionmaker[Session] | None = None
+_write_factory: sessionmaker[Session] | None = None
 _configured_url: str | None = None
 
 
@@ -183,7 +185,7 @@ def configure(url: str | None = None) -> Engine:
     """(Re)bind the process-wide engine; tests and the CLI call it with their own URL."""
     from watergrid.settings import get_settings
 
-    global _engine, _factory, _configured_url
+    global _engine, _factory, _write_factory, _configured_url
     s = get_settings()
     url = url or s.database_url
     if _engine is not None:
@@ -195,6 +197,11 @@ def configure(url: str | None = None) -> Engine:
         url, busy_timeout_ms=s.sqlite_busy_timeout_ms, pool_size=s.db_pool_size
     )
     _factory = sessionmaker(bind=_engine, expire_on_commit=False)
+    # Sessions of writers: every transaction they begin is a writer's (BEGIN IMMEDIATE on
+    # SQLite, see _on_begin), without touching the database before their first statement.
+    _write_factory = sessionmaker(
+        bind=_engine.execution_options(wg_write=True), expire_on_commit=False
+    )
     return _engine
 
 
@@ -207,6 +214,15 @@ def session_factory() -> sessionmaker[Session]:
         configure()
     assert _factory is not None
     return _factory
+
+
+def new_session(*, write: bool) -> Session:
+    """A session that touches the database only at its first statement; a writer's
+    transactions begin as writers. Creating one is safe on the event loop."""
+    if _write_factory is None:
+        configure()
+    assert _factory is not None and _write_factory is not None
+    return (_write_factory if write else _factory)()
 
 
 def begin_write(session: Session) -> None:

@@ -2,30 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from watergrid.db import begin_write, session_factory
+from watergrid.db import new_session
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One session per request; write methods begin as writers and commit at the end."""
-    session = session_factory()()
-    if request.method not in SAFE_METHODS:
-        begin_write(session)
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """One session per request; write methods begin as writers and commit at the end.
+
+    Async on purpose: making the session touches no database, and a route that committed
+    itself leaves nothing to do at the end, so neither step needs a worker thread (each
+    hop to one costs every request CPU and a wait, docs/performance.md). Commit, rollback
+    and the close of a session still holding a connection are blocking calls and go to a
+    worker thread."""
+    session = new_session(write=request.method not in SAFE_METHODS)
     try:
         yield session
-        session.commit()
+        if session.in_transaction():
+            await run_in_threadpool(session.commit)
     except BaseException:
-        session.rollback()
+        if session.in_transaction():
+            await run_in_threadpool(session.rollback)
         raise
     finally:
-        session.close()
+        # Without a transaction the session holds no connection: closing it is no I/O.
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 # scope="function": the commit happens when the route returns, before the response is sent,

@@ -63,6 +63,19 @@ class Settings(BaseSettings):
         "against. Never in production."
     )
     default_language: str = Field("zh_CN", description="Language of pages: zh_CN or en.")
+    intake_rate_per_minute: float = Field(
+        60,
+        description="Public intake (report form, anonymous POST /api/v1/orders, public photo "
+        "upload, Open311 POST requests, tracking, permit applicants' forms; docs/security.md): "
+        "submissions per minute allowed per client address, answered 429 with Retry-After "
+        "beyond it. 0 switches the limit off (tests, benches). Generous because many citizens "
+        "share one address behind mobile carriers' NAT.",
+    )
+    intake_rate_burst: int = Field(
+        30,
+        description="Public intake: submissions one address may make at once before the "
+        "per-minute rate applies.",
+    )
 
 
 @lru_cache

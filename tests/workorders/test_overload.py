@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
-from watergrid.app import RETRY_AFTER_S, create_app
+from watergrid.app import RETRY_AFTER_S, create_app, is_overload
 
 
 class _PgError(Exception):
@@ -99,3 +100,23 @@ def test_requests_beyond_the_pool_wait_their_turn_then_get_503() -> None:
 
     statuses, after = asyncio.run(run())
     assert statuses == [200, 503] and after == 200
+
+
+@pytest.mark.parametrize(
+    ("orig", "overload"),
+    [
+        # What a PostgreSQL restart looks like to the app (faults/restart_postgres.py).
+        (psycopg.OperationalError("connection failed: the database system is shutting down"), True),
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
+        (psycopg.errors.CannotConnectNow("the database system is starting up"), True),
+        (psycopg.errors.LockNotAvailable("could not obtain lock"), True),
+        # Faults of the statement itself stay server errors.
+        (psycopg.errors.DivisionByZero("division by zero"), False),
+        (sqlite3.OperationalError("no such table: work_order"), False),
+    ],
+)
+def test_only_a_busy_or_restarting_database_counts_as_overload(
+    orig: Exception, overload: bool
+) -> None:
+    assert is_overload(OperationalError("SELECT 1", {}, orig)) is overload

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from watergrid.auth import service
 from watergrid.auth.models import User
@@ -30,7 +32,7 @@ def session_cookie_value(user: User) -> str:
     return _serializer().dumps({"uid": user.id, "ver": user.session_version})
 
 
-def _user_from_cookie(db: SessionDep, raw: str) -> User | None:
+def _user_from_cookie(db: Session, raw: str) -> User | None:
     try:
         data = _serializer().loads(raw, max_age=get_settings().session_hours * 3600)
     except BadSignature:
@@ -41,17 +43,27 @@ def _user_from_cookie(db: SessionDep, raw: str) -> User | None:
     return user
 
 
-def optional_principal(request: Request, db: SessionDep) -> Principal | None:
-    cached = getattr(request.state, "principal", ...)
-    if cached is not ...:
-        return cached  # type: ignore[no-any-return]
+def _principal_for(request: Request, db: Session) -> Principal | None:
     user: User | None = None
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         user = service.user_for_token(db, token=header[7:].strip())
     elif SESSION_COOKIE in request.cookies:
         user = _user_from_cookie(db, request.cookies[SESSION_COOKIE])
-    principal = service.load_principal(db, user=user) if user is not None else None
+    return service.load_principal(db, user=user) if user is not None else None
+
+
+async def optional_principal(request: Request, db: SessionDep) -> Principal | None:
+    """The caller, or None. Async so that an anonymous call (no token, no session cookie),
+    the public intake's usual case, costs no worker thread; looking a caller up reads the
+    database and goes to one."""
+    cached = getattr(request.state, "principal", ...)
+    if cached is not ...:
+        return cached  # type: ignore[no-any-return]
+    anonymous = not request.headers.get("authorization", "").lower().startswith(
+        "bearer "
+    ) and SESSION_COOKIE not in request.cookies
+    principal = None if anonymous else await run_in_threadpool(_principal_for, request, db)
     request.state.principal = principal
     return principal
 
@@ -59,7 +71,9 @@ def optional_principal(request: Request, db: SessionDep) -> Principal | None:
 def allow(*permissions: str) -> Callable[..., Principal]:
     """Gate: the caller must be signed in and hold at least one of `permissions`."""
 
-    def gate(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    async def gate(
+        principal: Annotated[Principal | None, Depends(optional_principal)],
+    ) -> Principal:
         if principal is None:
             raise unauthenticated()
         if not any(principal.can(p) for p in permissions):
@@ -70,7 +84,9 @@ def allow(*permissions: str) -> Callable[..., Principal]:
     return gate
 
 
-def public(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal | None:
+async def public(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal | None:
     """Gate for routes anyone may call (public form, tracking, health checks)."""
     return principal
 

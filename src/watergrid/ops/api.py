@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from watergrid.auth.deps import public
 from watergrid.db import session_scope
 from watergrid.errors import AppError
+from watergrid.ops.metrics import render as render_metrics
 
 router = APIRouter(tags=["operations"])
 
@@ -31,5 +32,4 @@ def readyz() -> dict[str, str]:
 @router.get("/metrics", dependencies=[Depends(public)])
 def metrics() -> Response:
     # Public like most exporters: it carries counts and latencies, never personal data.
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)

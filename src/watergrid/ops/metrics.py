@@ -1,13 +1,15 @@
-"""Prometheus metrics. With several uvicorn workers each process counts its own; set
-PROMETHEUS_MULTIPROC_DIR in production to aggregate them (docs/operations.md)."""
+"""Prometheus metrics. With several uvicorn workers each process counts its own, and a
+scrape reaches only one of them; with PROMETHEUS_MULTIPROC_DIR set (to an empty directory,
+before the processes start) every process writes its values there and /metrics adds them up
+across processes (docs/operations.md)."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
     "watergrid_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
@@ -20,12 +22,44 @@ LATENCY = Histogram(
 )
 
 
-async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    start = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    # The route template, not the raw path, so label cardinality stays bounded.
-    name = getattr(route, "path", "unmatched")
-    REQUESTS.labels(request.method, name, str(response.status_code)).inc()
-    LATENCY.labels(request.method, name).observe(time.perf_counter() - start)
-    return response
+class Measure:
+    """Counts and times every HTTP request by method, route template and status.
+
+    A plain ASGI middleware rather than Starlette's BaseHTTPMiddleware, which runs the rest
+    of the app in a task of its own and pipes the response through a stream: a cost every
+    request paid, the busiest (intake) included (docs/performance.md)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # what the server answers if the app raises before starting a response
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            # The route template, not the raw path, so label cardinality stays bounded.
+            name = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            REQUESTS.labels(method, name, str(status)).inc()
+            LATENCY.labels(method, name).observe(time.perf_counter() - start)
+
+
+def render() -> bytes:
+    """The text a scrape of /metrics gets: this process's values, or with
+    PROMETHEUS_MULTIPROC_DIR set, every process's values added up."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()

@@ -36,6 +36,7 @@ from watergrid.geo import locate as geo_locate
 from watergrid.geo.models import RegistryState
 from watergrid.geo.schemas import AreaRef, DepartmentRef
 from watergrid.org import service as org_service
+from watergrid.settings import get_settings
 from watergrid.timers.deadlines import compute_due
 from watergrid.timers.spans import require_aware
 from watergrid.workorders import flows, jobs, lifecycle, people
@@ -680,10 +681,13 @@ def _numbering_engine(db: Session) -> Engine:
         with _numbering_lock:
             engine = _numbering_engines.get(url)
             if engine is None:
+                # As many kept connections as requests a process admits at once (app.py),
+                # so a burst of creates does not open and close connections per create.
+                size = get_settings().db_pool_size
                 engine = create_engine(
                     url,
-                    pool_size=2,
-                    max_overflow=8,
+                    pool_size=size,
+                    max_overflow=2,  # creates from background jobs, beside the requests
                     isolation_level="AUTOCOMMIT",
                     connect_args={"options": "-c synchronous_commit=off"},
                 )
