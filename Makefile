@@ -10,7 +10,7 @@ export WATERGRID_DATABASE_URL ?= sqlite:///./var/watergrid.db
 # PostgreSQL for the second pass of the suite; under CI=true it is required.
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast bench lint assets system-deps venv demo clean docs
+.PHONY: run test test-fast bench lint assets system-deps venv demo clean docs audit
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ run: venv assets
 test: venv assets system-deps
 	WATERGRID_TEST_DATABASE_URL=$${WATERGRID_TEST_DATABASE_URL:-$(PG_TEST_URL)} \
 	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@if [ "$$CI" = "true" ]; then $(MAKE) --no-print-directory audit; fi
+
+# Known vulnerabilities in the installed dependencies (asks PyPI's advisory database, so it
+# needs the network; CI has it). The project itself, installed editable, is skipped.
+audit: venv
+	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 
 # Without the browser and multi-process scenarios: for a quick loop while editing.
 test-fast: venv
