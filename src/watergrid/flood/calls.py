@@ -448,11 +448,13 @@ def _notify(
     now: dt.datetime,
     keys: list[dict[str, Any]],
     events: list[dict[str, Any]],
+    notes: list[notify.PersonMessage],
     action: str,
     from_state: str,
 ) -> None:
     """Queue one notification of `call` to the person at `step` of its path, with a fresh
-    answer key; the key and the log row are collected for one bulk insert per tick."""
+    answer key; the message, the key and the log row are collected for one bulk insert
+    each per tick."""
     who = call.path[step]
     token = secrets.token_urlsafe(18)
     code = f"{secrets.randbelow(1_000_000):06d}"
@@ -475,19 +477,7 @@ def _notify(
             f"{who['name']}：《{plan_name}》{role_zh}{call.name}未在{minutes}分钟内应答"
             f"（{rnd.trigger_label}）。请您应答并督促落实：点击链接，或回复短信 {code}。"
         )
-    # Only the rows are needed, not loaded objects: the cheap form of enqueue, which
-    # matters when a district-wide warning notifies a thousand people at once.
-    notify.enqueue_ids(
-        db,
-        person_ids=[who["person_id"]],
-        topic=TOPIC,
-        subject=subject,
-        body=body,
-        link=answer_url(token),
-        subject_type=SUBJECT_CALL,
-        subject_id=call.id,
-        now=now,
-    )
+    notes.append(notify.PersonMessage(who["person_id"], subject, body, answer_url(token), call.id))
     keys.append(
         {
             "call_id": call.id,
@@ -529,6 +519,7 @@ def tick(db: Session, *, subject: str, now: dt.datetime) -> None:
     by_id = {r.id: r for r in rounds}
     keys: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
+    notes: list[notify.PersonMessage] = []
 
     queued = [
         _CallRef(row.id, row.round_id, row.person_id, row.role, row.name, row.path)
@@ -548,6 +539,7 @@ def tick(db: Session, *, subject: str, now: dt.datetime) -> None:
             now=now,
             keys=keys,
             events=events,
+            notes=notes,
             action="notified",
             from_state="queued",
         )
@@ -581,8 +573,11 @@ def tick(db: Session, *, subject: str, now: dt.datetime) -> None:
         )
     )
     for row in due:
-        _advance(db, by_id[row.round_id], row, now=now, keys=keys, events=events)
+        _advance(db, by_id[row.round_id], row, now=now, keys=keys, events=events, notes=notes)
 
+    # Every message of the tick in one go: a district-wide warning's first notifications
+    # are a thousand of them (bench/warning_fanout.py).
+    notify.enqueue_each(db, notes, topic=TOPIC, subject_type=SUBJECT_CALL, now=now)
     if keys:
         db.execute(insert(CallKey), keys)
     if events:
@@ -616,6 +611,7 @@ def _advance(
     now: dt.datetime,
     keys: list[dict[str, Any]],
     events: list[dict[str, Any]],
+    notes: list[notify.PersonMessage],
 ) -> None:
     within, every = rnd.answer_within_min, rnd.repeat_every_min
     assert call.step_started_at is not None
@@ -639,6 +635,7 @@ def _advance(
                 now=now,
                 keys=keys,
                 events=events,
+                notes=notes,
                 action="repeated",
                 from_state="calling",
             )
@@ -662,6 +659,7 @@ def _advance(
                 now=now,
                 keys=keys,
                 events=events,
+                notes=notes,
                 action="escalated",
                 from_state="calling",
             )
