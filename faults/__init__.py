@@ -1,0 +1,1 @@
+"""Fault injection scenarios: see faults/README.md."""
