@@ -10,7 +10,7 @@ export WATERGRID_DATABASE_URL ?= sqlite:///./var/watergrid.db
 # PostgreSQL for the second pass of the suite; under CI=true it is required.
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast bench lint assets system-deps venv demo clean docs audit
+.PHONY: run test test-fast bench lint assets system-deps venv demo clean docs audit faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ test-fast: venv
 
 bench: venv assets
 	$(PY) bench/locate.py
+
+# Fault injection against real processes, PostgreSQL and Mosquitto (faults/README.md).
+faults: venv
+	$(PY) faults/run.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
