@@ -39,9 +39,15 @@ run: venv assets
 	$(VENV)/bin/watergrid demo
 	$(VENV)/bin/watergrid serve --host 127.0.0.1 --port 8000
 
+# Two test processes (pytest-xdist), each taking whole files: much of the suite waits on
+# PostgreSQL, browsers and subprocesses, so two keep a 2-core machine busy. TEST_WORKERS=0
+# runs everything in one process.
+TEST_WORKERS ?= 2
+
 test: venv assets system-deps
 	WATERGRID_TEST_DATABASE_URL=$${WATERGRID_TEST_DATABASE_URL:-$(PG_TEST_URL)} \
-	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	  $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
+	  --durations=15 $(PYTEST_ARGS)
 	@if [ "$$CI" = "true" ]; then $(MAKE) --no-print-directory audit; fi
 
 # Known vulnerabilities in the installed dependencies (asks PyPI's advisory database, so it
@@ -53,7 +59,10 @@ audit: venv
 test-fast: venv
 	$(PY) -m pytest -q -m "not browser and not slow" $(PYTEST_ARGS)
 
+# The quick benchmark; the others (bench/README.md) start servers and databases of their own
+# and take minutes: run them one at a time on a quiet machine.
 bench: venv assets
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/locate.py
 
 # Fault injection against real processes, PostgreSQL and Mosquitto (faults/README.md).
