@@ -149,6 +149,26 @@ def test_login_without_the_form_token_is_refused(dep: Deployment) -> None:
         assert r.status_code == 403 and "wg_session" not in c.cookies
 
 
+def test_login_posted_from_another_site_is_refused(dep: Deployment) -> None:
+    """A cross-site POST arrives without our cookies; the token of an empty basis is the
+    same for everyone, so it must not be enough to sign a browser in (login CSRF)."""
+    from starlette.requests import Request
+
+    from watergrid.web.render import csrf_token
+
+    empty_basis = csrf_token(Request({"type": "http", "headers": []}))
+    with TestClient(dep.app) as c:
+        token = _csrf_from(c.get("/login").text)
+        c.cookies.clear()
+        for csrf in (token, empty_basis):
+            r = c.post(
+                "/login",
+                data={"username": "admin", "password": "demo1234", "csrf": csrf},
+                follow_redirects=False,
+            )
+            assert r.status_code == 403 and "wg_session" not in c.cookies
+
+
 def test_cookie_session_form_posts_need_the_token(browser: TestClient, dep: Deployment) -> None:
     """Every page form route (not the API, which takes bearer tokens that a browser never
     sends by itself): a signed-in browser's POST without the token changes nothing."""

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from watergrid.db import Base, JSONType, UTCDateTime, utcnow
+from watergrid.flood.models import AlarmEvent
 
 # Calls and their history grow with every warning season; SQLite needs INTEGER for rowid.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -471,7 +472,14 @@ class ServiceCardConfig(Base):
 
 # -- append-only guards ------------------------------------------------------------------------
 
-HISTORY_TABLES: tuple[type[Base], ...] = (WarningEvent, CallEvent, CrewTaskEvent, PlanVersion)
+# The alarms' history (flood/models.py) is guarded here with the rest of flood season's.
+HISTORY_TABLES: tuple[type[Base], ...] = (
+    WarningEvent,
+    CallEvent,
+    CrewTaskEvent,
+    PlanVersion,
+    AlarmEvent,
+)
 
 
 class HistoryIsAppendOnly(RuntimeError):

@@ -52,7 +52,7 @@ def login(
     csrf: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    check_csrf(request, csrf)
+    check_csrf(request, csrf, browser_cookie=True)
     user = auth_service.authenticate(db, username=username, password=password)
     if user is None:
         return render(request, "login.html", status=401, failed=True, username=username, next=next)

@@ -37,9 +37,22 @@ def csrf_token(request: Request) -> str:
     return hmac.new(key, ("csrf:" + basis).encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def check_csrf(request: Request, token: str | None) -> None:
+def check_csrf(request: Request, token: str | None, *, browser_cookie: bool = False) -> None:
+    """`browser_cookie`: the form must also come with the browser's own cookie. Without
+    one the token's basis is empty and the same for everyone, and a cross-site POST
+    carries no cookies (SameSite=Lax): the sign-in form asks for it, so that another
+    site cannot sign a browser in to an account of its choosing (login CSRF)."""
+    basis = request.cookies.get("wg_session") or request.cookies.get("wg_anon")
+    if browser_cookie and not basis:
+        raise _csrf_refused()
     if not token or not hmac.compare_digest(token, csrf_token(request)):
-        raise AppError(403, "csrf", "Form expired or posted from elsewhere", "表单已过期，请刷新页面后重试")
+        raise _csrf_refused()
+
+
+def _csrf_refused() -> AppError:
+    return AppError(
+        403, "csrf", "Form expired or posted from elsewhere", "表单已过期，请刷新页面后重试"
+    )
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
