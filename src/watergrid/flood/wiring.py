@@ -126,6 +126,11 @@ def _sweep_handler(db: Session, item: Any, now: dt.datetime) -> None:
     )
 
 
+def on_worker_start(db: Session, now: dt.datetime) -> None:
+    """What `watergrid worker` (and the embedded worker) does at start (ops/worker.py)."""
+    ensure_sweep(db, now=now)
+
+
 def ensure_sweep(db: Session, *, now: dt.datetime) -> None:
     """Arm the sweep unless it is armed already (it re-arms itself each run)."""
     item = timers.get(

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from watergrid.db import session_factory, utcnow
+from watergrid.db import session_factory, session_scope, utcnow
 
 log = logging.getLogger("watergrid.worker")
 
@@ -23,6 +23,7 @@ JOB_MODULES = (
     "watergrid.inspections.jobs",
     "watergrid.permits.jobs",
     "watergrid.flood.calls",
+    "watergrid.flood.wiring",
 )
 LOOPS = ("timers", "notify", "mqtt")
 
@@ -40,6 +41,23 @@ def register_handlers() -> list[str]:
             continue
         loaded.append(name)
     return loaded
+
+
+def _arm_standing_jobs(modules: list[str]) -> None:
+    """Jobs that re-arm themselves (the flood response sweep) must have been armed once:
+    `watergrid demo` does it for the demo, but a deployment set up with `migrate` and its own
+    registry would otherwise never run them. A job module may define
+    `on_worker_start(db, now)`, which must be idempotent (several workers start)."""
+    for name in modules:
+        hook = getattr(importlib.import_module(name), "on_worker_start", None)
+        if hook is None:
+            continue
+        try:
+            with session_scope() as db:
+                hook(db, utcnow())
+        except Exception:
+            # A worker that cannot arm a standing job still has deadlines to keep.
+            log.exception("arming the standing jobs of %s failed", name)
 
 
 @dataclass
@@ -96,7 +114,9 @@ def _loop_targets(worker_id: str, stop: threading.Event) -> dict[str, Callable[[
 
 
 def start(*, worker_id: str, loops: tuple[str, ...] = LOOPS) -> Worker:
-    register_handlers()
+    loaded = register_handlers()
+    if "timers" in loops:
+        _arm_standing_jobs(loaded)
     worker = Worker()
     for name, target in _loop_targets(worker_id, worker.stop_event).items():
         if name not in loops:
