@@ -2,10 +2,9 @@
 cards, board), on SQLite and — when WATERGRID_TEST_DATABASE_URL is set, always under CI=true
 — PostgreSQL, through the shared `backend` parameter.
 
-The database of a backend is made once per session: migrated with Alembic, then the tables
-the migrations do not hold yet are created from the models (the lead generates the
-migrations later), then the registry demo, the flood demo's assets (no readings, so no alarm
-is open at the start) and the flood response demo are loaded at a fixed time T0. Each test
+The database of a backend is made once per session: migrated with Alembic, then the registry
+demo, the flood demo's assets (no readings, so no alarm is open at the start) and the flood
+response demo are loaded at a fixed time T0. Each test
 works in a transaction rolled back at its end; timer sweeps get sessions on the same
 connection whose commits are savepoints, so run_due sees and keeps the test's data, and a
 FrozenClock says what time it is."""
@@ -34,7 +33,6 @@ def fr_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     from tests.conftest import create_database
 
     from watergrid import db as dbmod
-    from watergrid.db import Base, make_engine
     from watergrid.demo.load import load_demo
     from watergrid.flood.demo import load_flood_demo
     from watergrid.flood.response_demo import load_flood_response_demo
@@ -42,9 +40,6 @@ def fr_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
     url, drop = create_database(backend, tmp_path_factory.mktemp(f"fr-{backend}"))
     upgrade(url)
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)  # only what the migrations did not create
-    engine.dispose()
     dbmod.configure(url)
     with dbmod.session_scope() as s:
         load_demo(s)

@@ -2,10 +2,9 @@
 over a fresh SQLite file holding the Guangming demo plus the inspection and permit demos, and
 Debian's Chromium driven by Playwright (phone-sized or desktop contexts).
 
-tests/web/conftest.py's live server loads the demo through `watergrid demo`, whose migrations
-do not (yet) hold these domains' tables; this one creates them from the models, as the other
-tests of these domains do, until the lead generates the migration. Screenshots and printed
-PDFs (with a PNG of each page made by pdftoppm) go to test-artifacts/."""
+The database is migrated with Alembic and loaded with the registry demo and these domains'
+demos. Screenshots and printed PDFs (with a PNG of each page made by pdftoppm) go to
+test-artifacts/."""
 
 from __future__ import annotations
 
@@ -48,16 +47,12 @@ PREPARE = textwrap.dedent("""
     import watergrid.models
     import watergrid.inspections.api, watergrid.permits.api
     from watergrid import db as dbmod
-    from watergrid.db import Base, make_engine
     from watergrid.demo.load import load_demo
     from watergrid.migrate import upgrade
     from watergrid.inspections.demo import load_inspections_demo
     from watergrid.permits.demo import load_permits_demo
     url = sys.argv[1]
     upgrade(url)
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
     dbmod.configure(url)
     with dbmod.session_scope() as s:
         load_demo(s)

@@ -1,9 +1,8 @@
 """Database fixtures shared by the inspection and permit tests, on SQLite and (when
 configured) PostgreSQL through the root conftest's `backend` parameter.
 
-Each backend gets a fresh database: migrated with Alembic, then the tables the migration chain
-does not hold yet created from the models (these domains have no migration until the lead
-generates one), then the Guangming registry demo and the working calendar. Each test works in
+Each backend gets a fresh database: migrated with Alembic, then the Guangming registry demo
+and the working calendar. Each test works in
 a transaction rolled back at its end; timer sweeps (run_due) get sessions on the same
 connection through savepoints, so they see and keep the test's data."""
 
@@ -31,7 +30,6 @@ def make_url(backend: str, tmp_path_factory: pytest.TempPathFactory, tag: str) -
     from tests.conftest import create_database
 
     from watergrid import db as dbmod
-    from watergrid.db import Base, make_engine
     from watergrid.demo.load import load_demo
     from watergrid.inspections.jobs import reset_calendar_cache
     from watergrid.migrate import upgrade
@@ -39,9 +37,6 @@ def make_url(backend: str, tmp_path_factory: pytest.TempPathFactory, tag: str) -
 
     url, drop = create_database(backend, tmp_path_factory.mktemp(f"{tag}-{backend}"))
     upgrade(url)
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)  # only what the migrations did not create
-    engine.dispose()
     dbmod.configure(url)
     with dbmod.session_scope() as s:
         load_demo(s)
