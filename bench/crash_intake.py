@@ -78,7 +78,6 @@ class Answer:
         return None if self.body is None else self.body.get("number")
 
 
-
 def _run_async(coro):  # type: ignore[no-untyped-def]
     """asyncio.run in a thread of its own: a test process may already have an event loop on
     its main thread (Playwright's sync API keeps one), where asyncio.run refuses to start."""
@@ -86,6 +85,7 @@ def _run_async(coro):  # type: ignore[no-untyped-def]
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
 
 def plan(n: int, run: str) -> list[Planned]:
     points = inside_points(min(n, 2000), seed=7)

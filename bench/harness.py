@@ -48,7 +48,11 @@ def machine() -> dict[str, object]:
 def save(name: str, data: dict[str, object]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    data = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **data}
+    data = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **data,
+    }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
@@ -129,9 +133,19 @@ def serve(url: str, *, workers: int = 2, **env: str) -> Iterator[Server]:
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "uvicorn", "watergrid.asgi:app",
-            "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "watergrid.asgi:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
         ],
         env=env_for(url, **env),
     )

@@ -108,7 +108,11 @@ async def _one(conn: Conn, req: Request, due: float, res: Result, keep_body: boo
 
 
 async def closed_loop(
-    base: str, make: Callable[[int], Request], *, concurrency: int, duration_s: float,
+    base: str,
+    make: Callable[[int], Request],
+    *,
+    concurrency: int,
+    duration_s: float,
     keep_bodies: bool = False,
 ) -> Result:
     host, port = _target(base)
@@ -130,8 +134,13 @@ async def closed_loop(
 
 
 async def open_loop(
-    base: str, make: Callable[[int], Request], *, rate: float, duration_s: float,
-    max_connections: int = 512, keep_bodies: bool = False,
+    base: str,
+    make: Callable[[int], Request],
+    *,
+    rate: float,
+    duration_s: float,
+    max_connections: int = 512,
+    keep_bodies: bool = False,
 ) -> Result:
     host, port = _target(base)
     res = Result()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastapi.dependencies.models import Dependant
-
 from tests.conftest import api_routes
+
 from watergrid.app import create_app
 from watergrid.auth.deps import GATE_ATTR
 

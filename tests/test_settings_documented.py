@@ -20,12 +20,13 @@ def test_configuration_doc_is_current() -> None:
 
 def test_every_settings_class_is_listed() -> None:
     """A domain that adds a settings class must add it to SETTINGS_CLASSES."""
-    import pkgutil
     import importlib
     import inspect
+    import pkgutil
+
+    from pydantic_settings import BaseSettings
 
     import watergrid
-    from pydantic_settings import BaseSettings
 
     listed = set(settings_classes())
     found = set()
@@ -34,6 +35,10 @@ def test_every_settings_class_is_listed() -> None:
             continue
         m = importlib.import_module(mod.name)
         for _, obj in inspect.getmembers(m, inspect.isclass):
-            if issubclass(obj, BaseSettings) and obj is not BaseSettings and obj.__module__ == m.__name__:
+            if (
+                issubclass(obj, BaseSettings)
+                and obj is not BaseSettings
+                and obj.__module__ == m.__name__
+            ):
                 found.add(obj)
     assert found <= listed, f"settings classes missing from docs_config: {found - listed}"

@@ -208,7 +208,9 @@ def create_app(database_url: str | None = None, *, embedded_worker: bool | None 
         lifespan=lifespan,
         title="watergrid",
         version="0.1.0",
-        description="District water-affairs bureau: grid registry, work orders, KPIs, flood season.",
+        description=(
+            "District water-affairs bureau: grid registry, work orders, KPIs, flood season."
+        ),
     )
     app.state.embedded_worker = (
         embedded_worker
@@ -224,32 +226,47 @@ def create_app(database_url: str | None = None, *, embedded_worker: bool | None 
     ratelimit.install(app)
     app.add_middleware(metrics.Measure)
 
-    from watergrid.ops.api import router as ops_router
-    from watergrid.geo.api import router as geo_router
-    from watergrid.org.api import router as org_router
     from watergrid.auth.api import router as auth_router
-    from watergrid.web.pages import router as web_router
-    from watergrid.geo.pages import router as geo_pages
-    from watergrid.org.pages import router as org_pages
-    from watergrid.notify.api import router as notify_router
-    from watergrid.workorders.api import router as workorders_router
-    from watergrid.workorders.pages import router as workorders_pages
     from watergrid.flood.api import router as flood_router
     from watergrid.flood.flood_api2 import router as flood_response_router
     from watergrid.flood.flood_pages import router as flood_pages
-    from watergrid.open311.api import router as open311_router
-    from watergrid.kpi.api import router as kpi_router
-    from watergrid.kpi.pages import router as kpi_pages
+    from watergrid.geo.api import router as geo_router
+    from watergrid.geo.pages import router as geo_pages
     from watergrid.inspections.api import router as inspections_router
     from watergrid.inspections.pages import router as inspections_pages
+    from watergrid.kpi.api import router as kpi_router
+    from watergrid.kpi.pages import router as kpi_pages
+    from watergrid.notify.api import router as notify_router
+    from watergrid.open311.api import router as open311_router
+    from watergrid.ops.api import router as ops_router
+    from watergrid.org.api import router as org_router
+    from watergrid.org.pages import router as org_pages
     from watergrid.permits.api import router as permits_router
     from watergrid.permits.pages import router as permits_pages
+    from watergrid.web.pages import router as web_router
+    from watergrid.workorders.api import router as workorders_router
+    from watergrid.workorders.pages import router as workorders_pages
 
     routers = [
-        ops_router, auth_router, geo_router, org_router, web_router, geo_pages, org_pages,
-        notify_router, workorders_router, flood_router, open311_router, kpi_router, kpi_pages,
-        flood_response_router, flood_pages,
-        inspections_router, inspections_pages, permits_router, permits_pages,
+        ops_router,
+        auth_router,
+        geo_router,
+        org_router,
+        web_router,
+        geo_pages,
+        org_pages,
+        notify_router,
+        workorders_router,
+        flood_router,
+        open311_router,
+        kpi_router,
+        kpi_pages,
+        flood_response_router,
+        flood_pages,
+        inspections_router,
+        inspections_pages,
+        permits_router,
+        permits_pages,
         workorders_pages,
     ]
     if settings.bench_routes:

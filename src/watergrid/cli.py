@@ -12,9 +12,8 @@ app = typer.Typer(help="watergrid: district water-affairs bureau", no_args_is_he
 @app.command()
 def migrate(revision: str = "head") -> None:
     """Bring the database schema up to date."""
-    from watergrid.migrate import upgrade
-
     from watergrid import db as dbmod
+    from watergrid.migrate import upgrade
     from watergrid.reference import seed_reference
 
     url = get_settings().database_url

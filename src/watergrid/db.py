@@ -193,9 +193,7 @@ def configure(url: str | None = None) -> Engine:
             return _engine
         _engine.dispose()
     _configured_url = url
-    _engine = make_engine(
-        url, busy_timeout_ms=s.sqlite_busy_timeout_ms, pool_size=s.db_pool_size
-    )
+    _engine = make_engine(url, busy_timeout_ms=s.sqlite_busy_timeout_ms, pool_size=s.db_pool_size)
     _factory = sessionmaker(bind=_engine, expire_on_commit=False)
     # Sessions of writers: every transaction they begin is a writer's (BEGIN IMMEDIATE on
     # SQLite, see _on_begin), without touching the database before their first statement.

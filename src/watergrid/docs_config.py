@@ -7,9 +7,7 @@ from __future__ import annotations
 import importlib
 
 from pydantic_core import PydanticUndefined
-
 from pydantic_settings import BaseSettings
-
 
 # Every settings class of the project: the shared one and each domain's own.
 SETTINGS_CLASSES = (
@@ -45,9 +43,7 @@ def render() -> str:
             default = field.default if field.default not in (None, PydanticUndefined) else ""
             if field.default_factory is not None:
                 default = field.default_factory()  # type: ignore[call-arg]
-            lines.append(
-                f"| `{prefix}{name.upper()}` | `{default}` | {field.description or ''} |"
-            )
+            lines.append(f"| `{prefix}{name.upper()}` | `{default}` | {field.description or ''} |")
         lines.append("")
     return "\n".join(lines)
 

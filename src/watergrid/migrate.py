@@ -21,7 +21,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def revision(url: str, message: str, *, tables: list[str] | None = None, rev_id: str | None = None) -> None:
+def revision(
+    url: str, message: str, *, tables: list[str] | None = None, rev_id: str | None = None
+) -> None:
     """Autogenerate a revision; `tables` limits it to those tables (and what they need)."""
     cfg = alembic_config(url)
     if tables is not None:

@@ -18,7 +18,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. SQLite for the embedded default; "
         "postgresql+psycopg://user@host/db in production.",
     )
-    timezone: str = Field("Asia/Shanghai", description="Zone in which times are shown; storage is UTC.")
+    timezone: str = Field(
+        "Asia/Shanghai", description="Zone in which times are shown; storage is UTC."
+    )
     secret_key: str = Field(
         "change-me-in-production",
         description="Signs session cookies and CSRF tokens. Must be set in production.",
@@ -59,8 +61,9 @@ class Settings(BaseSettings):
         "`watergrid worker` processes do it.",
     )
     bench_routes: bool = Field(
-        False, description="Mount /bench/floor, the bare-INSERT endpoint bench/intake.py compares "
-        "against. Never in production."
+        False,
+        description="Mount /bench/floor, the bare-INSERT endpoint bench/intake.py compares "
+        "against. Never in production.",
     )
     default_language: str = Field("zh_CN", description="Language of pages: zh_CN or en.")
     intake_rate_per_minute: float = Field(

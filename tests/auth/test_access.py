@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-
 from tests.conftest import api_routes, login_token
+
 from watergrid.auth.deps import GATE_ATTR
 
 

@@ -31,7 +31,9 @@ def _inside_points(district: object, n: int, seed: int) -> list[tuple[float, flo
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_random_points_resolve_to_one_grid_inside_its_subdistrict(db: Session, seed: int) -> None:
     areas = {a.code: a for a in geo_service.get_all(db)}
@@ -51,10 +53,10 @@ def test_random_points_resolve_to_one_grid_inside_its_subdistrict(db: Session, s
         assert shape(areas[z.code].geometry).intersects(p)
 
 
-@given(
-    lon=st.floats(113.0, 115.0, allow_nan=False), lat=st.floats(22.0, 23.5, allow_nan=False)
+@given(lon=st.floats(113.0, 115.0, allow_nan=False), lat=st.floats(22.0, 23.5, allow_nan=False))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_points_outside_get_the_clear_error(db: Session, lon: float, lat: float) -> None:
     district = shape(geo_service.get_or_404(db, code="440311").geometry)
     if district.buffer(1e-9).contains(Point(lon, lat)):

@@ -5,7 +5,7 @@ walks the app's routes and fails on any route without one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -59,16 +59,17 @@ async def optional_principal(request: Request, db: SessionDep) -> Principal | No
     database and goes to one."""
     cached = getattr(request.state, "principal", ...)
     if cached is not ...:
-        return cached  # type: ignore[no-any-return]
-    anonymous = not request.headers.get("authorization", "").lower().startswith(
-        "bearer "
-    ) and SESSION_COOKIE not in request.cookies
+        return cached
+    anonymous = (
+        not request.headers.get("authorization", "").lower().startswith("bearer ")
+        and SESSION_COOKIE not in request.cookies
+    )
     principal = None if anonymous else await run_in_threadpool(_principal_for, request, db)
     request.state.principal = principal
     return principal
 
 
-def allow(*permissions: str) -> Callable[..., Principal]:
+def allow(*permissions: str) -> Callable[..., Awaitable[Principal]]:
     """Gate: the caller must be signed in and hold at least one of `permissions`."""
 
     async def gate(

@@ -43,8 +43,14 @@ PERMISSIONS: dict[str, set[str]] = {
     # Special inspection campaigns. Scope is checked per target (its grid) and per campaign
     # (its lead department) by inspections.service.
     "insp.read": STAFF,
-    "insp.inspect": {"grid_member", "dept_handler", "chain_leader", "liaison", "bureau_leader",
-                     "admin"},
+    "insp.inspect": {
+        "grid_member",
+        "dept_handler",
+        "chain_leader",
+        "liaison",
+        "bureau_leader",
+        "admin",
+    },
     "insp.manage": {"dept_handler", "bureau_leader", "admin"},
     # Statutory services (排水报装, 水土保持方案审查). Scope: the service's department, or the
     # whole district (permits.service).

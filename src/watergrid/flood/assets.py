@@ -162,7 +162,7 @@ def to_read(db: Session, assets: Sequence[FloodAsset]) -> list[AssetRead]:
         AssetRead(
             id=a.id,
             code=a.code,
-            kind=a.kind,  # type: ignore[arg-type]
+            kind=a.kind,
             name_zh=a.name_zh,
             name_en=a.name_en,
             lon=a.lon,

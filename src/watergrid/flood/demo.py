@@ -94,7 +94,7 @@ def _asset(db: Session, **fields: object) -> FloodAsset:
     fields.setdefault("synthetic", True)
     attrs = dict(fields.pop("attrs", {}) or {})  # type: ignore[call-overload]
     attrs.setdefault("note", SYNTHETIC)
-    asset = assets.create(db, data=AssetCreate(attrs=attrs, **fields))  # type: ignore[arg-type]
+    asset = assets.create(db, data=AssetCreate(attrs=attrs, **fields))
     if not assets.thresholds(db, asset_id=asset.id):
         defaults = assets.default_thresholds(asset)
         if defaults:
@@ -106,7 +106,7 @@ def _sensor(db: Session, code: str, kind: str, name_zh: str, **fields: object) -
     existing = sensors.get(db, code=code)
     if existing is not None:
         return existing
-    data = SensorCreate(code=code, kind=kind, name_zh=name_zh, synthetic=True, **fields)  # type: ignore[arg-type]
+    data = SensorCreate(code=code, kind=kind, name_zh=name_zh, synthetic=True, **fields)
     return sensors.create(db, data=data)
 
 

@@ -131,7 +131,7 @@ def health(sensor: Sensor, *, now: datetime) -> SensorHealth:
     else:
         status = "ok"
     return SensorHealth(
-        status=status,  # type: ignore[arg-type]
+        status=status,
         last_seen_at=sensor.last_seen_at,
         last_reading_at=sensor.last_reading_at,
         last_value=sensor.last_value,
@@ -165,7 +165,7 @@ def to_read(db: Session, sensors: Sequence[Sensor], *, now: datetime) -> list[Se
         SensorRead(
             id=s.id,
             code=s.code,
-            kind=s.kind,  # type: ignore[arg-type]
+            kind=s.kind,
             name_zh=s.name_zh,
             unit=kinds.METRIC_UNIT[kinds.SENSOR_METRIC[s.kind]],
             asset_code=asset_codes.get(s.asset_id) if s.asset_id else None,

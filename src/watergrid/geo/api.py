@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from shapely.geometry import mapping, shape
 
-from watergrid.auth.deps import staff
+from watergrid.auth.deps import allow
 from watergrid.auth.principal import Principal
 from watergrid.deps import SessionDep
 from watergrid.errors import forbidden
@@ -18,7 +18,7 @@ from watergrid.geo.models import Area
 from watergrid.geo.schemas import AreaRead, Location
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
-Reader = staff("registry.read")
+Reader = Annotated[Principal, Depends(allow("registry.read"))]
 
 
 def check_area_scope(principal: Principal, area: Area) -> None:
@@ -38,7 +38,9 @@ def to_datum(geometry: dict[str, Any], datum: str) -> dict[str, Any]:
     return dict(mapping(transform_geometry(shape(geometry), wgs84_to_gcj02)))
 
 
-def area_read(area: Area, codes: dict[int, str], *, geometry: bool, datum: str = "wgs84") -> AreaRead:
+def area_read(
+    area: Area, codes: dict[int, str], *, geometry: bool, datum: str = "wgs84"
+) -> AreaRead:
     return AreaRead(
         id=area.id,
         kind=area.kind,
@@ -63,7 +65,9 @@ def locate_point(
 
 @router.get("/areas", response_model=list[AreaRead])
 def list_areas(
-    db: SessionDep, _: Reader, kind: Literal["district", "subdistrict", "grid", "zone"] | None = None
+    db: SessionDep,
+    _: Reader,
+    kind: Literal["district", "subdistrict", "grid", "zone"] | None = None,
 ) -> list[AreaRead]:
     areas = service.get_all(db, kind=kind)
     codes = {a.id: a.code for a in service.get_all(db)}

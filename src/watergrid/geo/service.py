@@ -45,7 +45,9 @@ def get_all(db: Session, *, kind: str | None = None) -> list[Area]:
     q = select(Area).order_by(Area.kind, Area.code)
     if kind is not None:
         if kind not in AREA_KINDS:
-            raise AppError(422, "unknown_kind", f"Unknown area kind {kind}", f"未知区域类型：{kind}")
+            raise AppError(
+                422, "unknown_kind", f"Unknown area kind {kind}", f"未知区域类型：{kind}"
+            )
         q = q.where(Area.kind == kind)
     return list(db.scalars(q))
 
@@ -95,7 +97,9 @@ def _build(db: Session, version: tuple[str, int]) -> Snapshot:
         zone_grids={k: frozenset(v) for k, v in zone_grids.items()},
         by_id=by_id,
     )
-    locator = Locator.build([(g.code, shapes[g.id]) for g in grids], [(z.code, shapes[z.id]) for z in zones])
+    locator = Locator.build(
+        [(g.code, shapes[g.id]) for g in grids], [(z.code, shapes[z.id]) for z in zones]
+    )
     district = next((a.geometry for a in areas if a.kind == "district"), None)
     return Snapshot(
         links=links,

@@ -23,7 +23,9 @@ def run() -> None:
     engine.dispose()
 
 
-def _include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def _include(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     """A caller may narrow autogenerate to some tables (one revision per domain)."""
     only = config.attributes.get("only_tables")
     if not only:

@@ -314,7 +314,7 @@ class ChannelSender:
         body = env.body
         if env.link:
             body = f"{body}\n\n{absolute_link(env.link, self.base_url)}"
-        with apprise.LogCapture(level=logging.DEBUG) as captured:  # type: ignore[no-untyped-call]
+        with apprise.LogCapture(level=logging.DEBUG) as captured:
             ok = plugin.notify(body=body or env.subject, title=env.subject)
         if ok:
             return

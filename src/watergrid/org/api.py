@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from watergrid.auth.deps import staff
+from fastapi import APIRouter, Depends
+
+from watergrid.auth.deps import allow
+from watergrid.auth.principal import Principal
 from watergrid.deps import SessionDep
 from watergrid.geo import service as geo_service
 from watergrid.geo.api import check_area_scope
@@ -12,7 +15,7 @@ from watergrid.org import cards, service
 from watergrid.org.schemas import DepartmentRead, GridCard, PersonRead, ZoneCard
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
-Reader = staff("registry.read")
+Reader = Annotated[Principal, Depends(allow("registry.read"))]
 
 
 @router.get("/grids/{code}/card", response_model=GridCard)
@@ -31,7 +34,9 @@ def zone_card(db: SessionDep, principal: Reader, code: str) -> ZoneCard:
 
 @router.get("/departments", response_model=list[DepartmentRead])
 def departments(db: SessionDep, _: Reader) -> list[DepartmentRead]:
-    return [DepartmentRead.model_validate(d, from_attributes=True) for d in service.get_departments(db)]
+    return [
+        DepartmentRead.model_validate(d, from_attributes=True) for d in service.get_departments(db)
+    ]
 
 
 @router.get("/people", response_model=list[PersonRead])

@@ -11,12 +11,21 @@ from watergrid.geo.schemas import AreaRef, DepartmentRef
 from watergrid.org import service
 from watergrid.org.categories import SERVICE_CATEGORIES
 from watergrid.org.models import Person
-from watergrid.org.schemas import Contact, GridCard, MemberRead, PartyGroupCard, ZoneCard, ZoneLeadership
+from watergrid.org.schemas import (
+    Contact,
+    GridCard,
+    MemberRead,
+    PartyGroupCard,
+    ZoneCard,
+    ZoneLeadership,
+)
 from watergrid.settings import get_settings
 
 
 def _ref(area: Area) -> AreaRef:
-    return AreaRef(id=area.id, kind=area.kind, code=area.code, name_zh=area.name_zh, name_en=area.name_en)
+    return AreaRef(
+        id=area.id, kind=area.kind, code=area.code, name_zh=area.name_zh, name_en=area.name_en
+    )
 
 
 def _contact(p: Person, dept_names: dict[int, str], *, full: bool) -> Contact:

@@ -16,7 +16,7 @@ _DIR = Path(__file__).parent / "i18n"
 
 @lru_cache
 def catalog(lang: str) -> dict[str, str]:
-    return json.loads((_DIR / f"{lang}.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return json.loads((_DIR / f"{lang}.json").read_text(encoding="utf-8"))
 
 
 def language(request: Request, default: str = "zh_CN") -> str:

@@ -966,7 +966,7 @@ def create_order(
             category_code=cat.code,
             category_name_zh=cat.name_zh,
             category_name_en=cat.name_en,
-            priority=prep.priority,  # type: ignore[arg-type]
+            priority=prep.priority,
             created_at=now,
             response_due_at=response_due.due_at,
             subdistrict=prep.subdistrict,

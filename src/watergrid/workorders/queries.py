@@ -193,7 +193,7 @@ def _summary(order: WorkOrder, refs: Refs, now: datetime, merged_into: str | Non
         category_code=order.category_code,
         category_name_zh=cat.name_zh if cat else order.category_code,
         category_name_en=cat.name_en if cat else order.category_code,
-        priority=order.priority,  # type: ignore[arg-type]
+        priority=order.priority,
         description=order.description,
         address=order.address,
         lon=order.lon,
