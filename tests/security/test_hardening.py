@@ -344,6 +344,7 @@ def test_public_intake_is_rate_limited_per_address(limited: TestClient, dep: Dep
     assert r.status_code == 429 and b"<errors>" in r.content and b"wait" in r.content
     r = limited.post("/report", data={}, headers={"Accept": "text/html"})
     assert r.status_code == 429 and "请稍后再试" in r.text and r.headers["retry-after"]
+    assert "<nav" in r.text or "<header" in r.text  # the site's own page, with its way back
     r = limited.post("/api/v1/attachments", files={"file": ("p.jpg", b"x", "image/jpeg")})
     assert r.status_code == 429
     # Tracking takes a guessable secret (the phone's last four digits): limited as well.

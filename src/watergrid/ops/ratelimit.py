@@ -22,7 +22,7 @@ from collections.abc import Callable
 from itsdangerous import BadData
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import cookie_parser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watergrid.auth.deps import SESSION_COOKIE, _serializer
 from watergrid.settings import get_settings
@@ -155,6 +155,10 @@ class IntakeRateLimit:
         await _too_many(scope, send, retry_after=max(1, math.ceil(wait)))
 
 
+async def _nothing_to_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
 async def _too_many(scope: Scope, send: Send, *, retry_after: int) -> None:
     path: str = scope["path"]
     accept = b""
@@ -176,11 +180,23 @@ async def _too_many(scope: Scope, send: Send, *, retry_after: int) -> None:
             body = json.dumps([{"code": 429, "description": message}], ensure_ascii=False).encode()
             ctype = b"application/json"
     elif not path.startswith("/api/") and b"text/html" in accept:
-        body = (
-            '<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>请稍后再试</title>'
-            f"<p>{MESSAGE_ZH}（约 {retry_after} 秒后）。</p></html>"
-        ).encode()
-        ctype = b"text/html; charset=utf-8"
+        # The site's own error page (header, language, a way back): a resident whose report
+        # was held back should see where they are, and going back keeps what they typed.
+        from starlette.requests import Request
+
+        from watergrid.errors import AppError
+        from watergrid.web.render import error_page
+
+        refused = AppError(
+            429,
+            "rate_limited",
+            f"{MESSAGE_EN} (in about {retry_after} s)",
+            f"{MESSAGE_ZH}（约 {retry_after} 秒后）",
+        )
+        response = error_page(Request(scope), refused)
+        response.headers["Retry-After"] = str(retry_after)
+        await response(scope, _nothing_to_receive, send)
+        return
     else:
         err = {
             "error": {
