@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -150,15 +151,26 @@ def _cause(item: DueItem) -> str:
     return f"t:{item.key}:{item.requested_due_at.isoformat()}"
 
 
-@timers.register(KIND_REMIND)
-def handle_remind(db: Session, item: DueItem, now: datetime) -> None:
+def _step(
+    db: Session,
+    item: DueItem,
+    now: datetime,
+    *,
+    action: str,
+    tell: Callable[..., None],
+    mark: str | None = None,
+) -> None:
+    """One step of a rectification's deadline chain: unless the rectification is over (or
+    its deadline moved), stamp `mark` once, write the history row and tell people."""
     rect, finding, target, campaign = _load(db, item)
     if not still_running(rect, finding, item.payload.get("due_at")):
         return
+    if mark is not None and getattr(rect, mark) is None:
+        setattr(rect, mark, now)
     history.record(
         db,
         finding=finding,
-        action="remind",
+        action=action,
         from_state=finding.state,
         to_state=finding.state,
         actor=None,
@@ -166,7 +178,7 @@ def handle_remind(db: Session, item: DueItem, now: datetime) -> None:
         data={"due_at": rect.due_at.isoformat()},
         rectification_id=rect.id,
     )
-    flows.reminder(
+    tell(
         db,
         campaign=campaign,
         target=target,
@@ -175,62 +187,21 @@ def handle_remind(db: Session, item: DueItem, now: datetime) -> None:
         cause=_cause(item),
         now=now,
     )
+
+
+@timers.register(KIND_REMIND)
+def handle_remind(db: Session, item: DueItem, now: datetime) -> None:
+    _step(db, item, now, action="remind", tell=flows.reminder)
 
 
 @timers.register(KIND_OVERDUE)
 def handle_overdue(db: Session, item: DueItem, now: datetime) -> None:
-    rect, finding, target, campaign = _load(db, item)
-    if not still_running(rect, finding, item.payload.get("due_at")):
-        return
-    rect.overdue_at = rect.overdue_at or now
-    history.record(
-        db,
-        finding=finding,
-        action="overdue",
-        from_state=finding.state,
-        to_state=finding.state,
-        actor=None,
-        now=now,
-        data={"due_at": rect.due_at.isoformat()},
-        rectification_id=rect.id,
-    )
-    flows.overdue(
-        db,
-        campaign=campaign,
-        target=target,
-        rect=rect,
-        item_text=finding.item_text,
-        cause=_cause(item),
-        now=now,
-    )
+    _step(db, item, now, action="overdue", tell=flows.overdue, mark="overdue_at")
 
 
 @timers.register(KIND_ESCALATE)
 def handle_escalate(db: Session, item: DueItem, now: datetime) -> None:
-    rect, finding, target, campaign = _load(db, item)
-    if not still_running(rect, finding, item.payload.get("due_at")):
-        return
-    rect.escalated_at = rect.escalated_at or now
-    history.record(
-        db,
-        finding=finding,
-        action="escalate",
-        from_state=finding.state,
-        to_state=finding.state,
-        actor=None,
-        now=now,
-        data={"due_at": rect.due_at.isoformat()},
-        rectification_id=rect.id,
-    )
-    flows.escalated(
-        db,
-        campaign=campaign,
-        target=target,
-        rect=rect,
-        item_text=finding.item_text,
-        cause=_cause(item),
-        now=now,
-    )
+    _step(db, item, now, action="escalate", tell=flows.escalated, mark="escalated_at")
 
 
 def kinds() -> tuple[str, ...]:

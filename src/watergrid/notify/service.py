@@ -208,7 +208,14 @@ def _plan(
     for channel, address in raw_targets:
         wanted.append(("raw", None, channel, address))
 
-    common: dict[str, str | None] = {
+    return wanted, _common(subject, body, link, topic, subject_type, subject_id)
+
+
+def _common(
+    subject: str, body: str, link: str | None, topic: str, subject_type: str, subject_id: str | int
+) -> dict[str, str | None]:
+    """The columns every row of one message shares, whatever its channel."""
+    return {
         "subject": subject.strip()[:200],
         "body": body,
         "link": link,
@@ -216,7 +223,6 @@ def _plan(
         "subject_type": subject_type,
         "subject_id": str(subject_id),
     }
-    return wanted, common
 
 
 def enqueue(
@@ -365,14 +371,7 @@ def enqueue_each(
     targets = _person_targets(db, list(dict.fromkeys(m.person_id for m in messages)))
     rows: list[dict[str, Any]] = []
     for m in messages:
-        common: dict[str, str | None] = {
-            "subject": m.subject.strip()[:200],
-            "body": m.body,
-            "link": m.link,
-            "topic": topic,
-            "subject_type": subject_type,
-            "subject_id": str(m.subject_id),
-        }
+        common = _common(m.subject, m.body, m.link, topic, subject_type, m.subject_id)
         for channel, address in targets[m.person_id]:
             rows.append(
                 _row_values((f"p{m.person_id}", m.person_id, channel, address), common, None, now)
