@@ -13,14 +13,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.browser_support import uvicorn_server
 from tests.flood_response.live_prep import FULLEST_CODE
 
 pytestmark = pytest.mark.browser
@@ -70,45 +68,8 @@ def flood_server(flood_db: Path) -> Iterator[str]:
     )
     if prep.returncode != 0:
         pytest.fail(f"live_prep failed:\n{prep.stdout[-3000:]}\n{prep.stderr[-3000:]}")
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "watergrid.asgi:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            cwd=tmp,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with uvicorn_server(env=env, cwd=tmp, port=port) as served:
+        yield served
 
 
 def login(page: Any, base: str, username: str, next_path: str) -> None:

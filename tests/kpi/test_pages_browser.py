@@ -13,19 +13,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tests.web.conftest import ROOT, _free_port, _wait_ready
+from tests.browser_support import uvicorn_server
+from tests.web.conftest import ROOT, _free_port
 
 pytestmark = pytest.mark.browser
 PASSWORD = "demo1234"
-
-CREATE_MISSING_TABLES = """
-import sys
-import watergrid.models
-from watergrid.notify import models as _n
-from watergrid.timers import models as _t
-from watergrid.db import Base, make_engine
-e = make_engine(sys.argv[1]); Base.metadata.create_all(e); e.dispose()
-"""
 
 
 @pytest.fixture(scope="session")
@@ -52,39 +44,12 @@ def kpi_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if done.returncode != 0:
             pytest.fail(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
-    # Migrate, then create what the migrations do not hold yet (work orders, KPI), then load.
+    # Migrate, then load the demo and a year of history.
     run("-c", "import sys; from watergrid.migrate import upgrade; upgrade(sys.argv[1])", url)
-    run("-c", CREATE_MISSING_TABLES, url)
     run("-m", "watergrid.cli", "demo", "--no-migrate")
     run("-m", "watergrid.kpi.cli", "history", "--days", "365")
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "watergrid.asgi:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            cwd=tmp,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_ready(base, proc, log)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with uvicorn_server(env=env, cwd=tmp, port=port) as served:
+        yield served
 
 
 def login(page: Any, base: str, username: str, next_path: str) -> None:

@@ -13,14 +13,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.browser_support import start_uvicorn, wait_ready
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,38 +41,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"server not ready within {timeout}s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Base URL of the app served by uvicorn over a fresh demo database; stopped at exit.
     One server per test process, however many folders use the fixture."""
-    from tests.browser_support import shared
+    from tests.browser_support import shared, stop_server
 
     def start() -> tuple[str, subprocess.Popen[bytes]]:
         return _start_server(tmp_path_factory.mktemp("live"))
 
     def stop(value: tuple[str, subprocess.Popen[bytes]]) -> None:
-        proc = value[1]
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_server(value[1])
 
     return str(shared("live_server", start, stop)[0])
 
@@ -103,26 +80,9 @@ def _start_server(tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
     )
     if demo.returncode != 0:
         pytest.fail(f"`watergrid demo` failed ({demo.returncode}):\n{demo.stdout}\n{demo.stderr}")
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "watergrid.asgi:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            cwd=tmp,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc, log = start_uvicorn(env=env, cwd=tmp, port=port)
     try:
-        _wait_ready(base, proc, log)
+        wait_ready(f"{base}/readyz", proc, log)
     except BaseException:
         proc.kill()
         raise
