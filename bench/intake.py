@@ -8,9 +8,10 @@ with 2 workers, then
   3. full intake at a fixed offered rate (default 300/s): p50/p95/p99 latency.
 Afterwards the orders are counted: every 2xx must be exactly one order.
 
-Each phase also records the load average before and after it and the CPU seconds the
-server's processes and this client used, so that a figure taken on a busy machine can be
-told from one taken on a quiet one (docs/performance.md). Both intake phases follow a short
+Each phase starts with ANALYZE (see _analyze) and records the load average before and after
+it, the CPU seconds the server's processes and this client used, so that a figure taken on
+a busy machine can be told from one taken on a quiet one (docs/performance.md), and the
+number and mean size of intake's batches (workorders.batching). Both intake phases follow a short
 warm-up (its orders are counted too), so that per-process caches, compiled statements and
 server-side prepared statements are in place before anything is measured. The client runs
 on uvloop when it is installed: it shares the cores with the server it measures.
@@ -33,6 +34,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import httpx
 from shapely.geometry import Point
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
@@ -123,12 +125,41 @@ def _backend_pids(url: str) -> list[int]:
         eng.dispose()
 
 
+def _analyze(url: str) -> None:
+    """Fresh planner statistics before a phase. The bench's tables grow from empty to tens
+    of thousands of rows within a minute, faster than autovacuum analyses them (at most
+    once a minute per table), and statements prepared while they were nearly empty keep
+    plans made for that: every report then scans what it should look up. A database in
+    service has statistics for the size it has; so does each phase here."""
+    eng = create_engine(url, poolclass=NullPool)
+    try:
+        with eng.connect() as c:
+            c.execute(text("ANALYZE"))
+            c.commit()
+    finally:
+        eng.dispose()
+
+
+def _batches(srv: Server) -> tuple[float, float]:
+    """(transactions, reports) written by intake's queue so far, over every worker process
+    (the server runs with PROMETHEUS_MULTIPROC_DIR)."""
+    n = total = 0.0
+    for line in httpx.get(f"{srv.base}/metrics", timeout=10).text.splitlines():
+        if line.startswith("watergrid_intake_batch_size_count"):
+            n += float(line.split()[-1])
+        elif line.startswith("watergrid_intake_batch_size_sum"):
+            total += float(line.split()[-1])
+    return n, total
+
+
 def measured(
     srv: Server, url: str, phase: Callable[[], Coroutine[Any, Any, Result]]
 ) -> tuple[Result, dict[str, Any]]:
     """Run one phase and note the machine around it: load averages, CPU of the app server,
     of the database server (PostgreSQL backends of this database) and of this client, in
     seconds and per successful request in milliseconds."""
+    _analyze(url)
+    batches0 = _batches(srv)
     pids = srv.pids()
     db_before = {pid: _cpu_s([pid]) for pid in _backend_pids(url)}
     load_before = os.getloadavg()
@@ -139,7 +170,10 @@ def measured(
     # Backends that started during the phase count from zero.
     db_s = sum(_cpu_s([pid]) - db_before.get(pid, 0.0) for pid in _backend_pids(url))
     ok = max(res.ok(), 1)
+    n, size = (a - b for a, b in zip(_batches(srv), batches0, strict=True))
     return res, {
+        "intake_batches": int(n),
+        "mean_batch_size": round(size / n, 2) if n else None,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "app_cpu_s": round(server_s, 2),
@@ -159,7 +193,14 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         eng = create_engine(url)
         with eng.begin() as c:
             c.execute(text(FLOOR_TABLE_DDL[backend]))
-        with serve(url, workers=args.workers, WATERGRID_BENCH_ROUTES="true") as srv:
+        prom = tmp / f"prometheus-{backend}"
+        prom.mkdir()
+        with serve(
+            url,
+            workers=args.workers,
+            WATERGRID_BENCH_ROUTES="true",
+            PROMETHEUS_MULTIPROC_DIR=str(prom),
+        ) as srv:
             _run(closed_loop(srv.base, floor_maker, concurrency=8, duration_s=2))  # warm
             floor, floor_env = measured(
                 srv,

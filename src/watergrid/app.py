@@ -65,7 +65,10 @@ def _busy_response(request: Request) -> Response:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> Response:
-        return _error_response(request, exc)
+        response = _error_response(request, exc)
+        if exc.status == 503:  # busy or stopping: a client may come back
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -120,15 +123,26 @@ class Admission:
     connection while those holding one wait for a thread: throughput collapsed to a few
     requests per pool timeout (measured, docs/performance.md). Here the excess waits for a
     slot in the event loop, where waiting costs nothing, in arrival order; past
-    ADMISSION_WAIT_S it is answered 503 with Retry-After instead."""
+    ADMISSION_WAIT_S it is answered 503 with Retry-After instead.
 
-    def __init__(self, app: ASGIApp, *, slots: int, wait_s: float = ADMISSION_WAIT_S) -> None:
+    `queued` routes (method, path) pass by: they hold neither a thread nor a connection
+    while they wait, and bound their own queue (the report API, workorders.batching)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        slots: int,
+        wait_s: float = ADMISSION_WAIT_S,
+        queued: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         self.app = app
         self.slots = asyncio.Semaphore(slots)
         self.wait_s = wait_s
+        self.queued = queued
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.queued:
             await self.app(scope, receive, send)
             return
         if self.slots.locked():
@@ -221,7 +235,9 @@ def create_app(database_url: str | None = None, *, embedded_worker: bool | None 
     # Requests in flight per process: as many as the pool keeps connections, so requests
     # never open (and close) connections beyond it; the overflow is for the odd background
     # session, not for request load.
-    app.add_middleware(Admission, slots=settings.db_pool_size)
+    from watergrid.workorders.batching import QUEUED_ROUTES
+
+    app.add_middleware(Admission, slots=settings.db_pool_size, queued=QUEUED_ROUTES)
     # Outside admission (a throttled request takes no slot), inside the metrics (it is counted).
     ratelimit.install(app)
     app.add_middleware(metrics.Measure)

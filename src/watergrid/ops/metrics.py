@@ -21,6 +21,12 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+INTAKE_BATCH = Histogram(
+    "watergrid_intake_batch_size",
+    "Reports written per intake transaction (workorders.batching)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+
 
 class Measure:
     """Counts and times every HTTP request by method, route template and status.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from watergrid.db import begin_write, utcnow
+from watergrid.db import begin_write, json_param, pg_insert_from_json, utcnow
 from watergrid.timers.models import DueItem
 from watergrid.timers.spans import require_aware
 
@@ -179,6 +179,18 @@ def schedule(
     return item
 
 
+@dataclass(frozen=True)
+class Fresh:
+    """One item for schedule_fresh_many."""
+
+    kind: str
+    subject_type: str
+    subject_id: str
+    key: str
+    due_at: datetime
+    payload: dict[str, Any] | None = None
+
+
 def schedule_fresh(
     db: Session,
     *,
@@ -194,30 +206,50 @@ def schedule_fresh(
     cannot have items yet: one INSERT and nothing read back, where schedule() also reads
     the row to return it. Should the item exist after all, schedule() takes over, so the
     outcome is the same either way. Does not commit."""
-    require_aware(due_at, "due_at")
-    if payload is not None and not isinstance(payload, dict):
-        raise TypeError("payload must be a dict")
-    values: dict[str, Any] = {
-        "kind": kind,
-        "subject_type": subject_type,
-        "subject_id": str(subject_id),
-        "key": key,
-        "due_at": due_at,
-        "requested_due_at": due_at,
-        "state": "pending",
-        "attempts": 0,
-        "payload": payload or {},
-        "created_at": now or utcnow(),
-    }
-    if not _insert_if_absent(db, values):
+    schedule_fresh_many(
+        db, [Fresh(kind, subject_type, str(subject_id), key, due_at, payload)], now=now
+    )
+
+
+def schedule_fresh_many(
+    db: Session, items: Sequence[Fresh], *, now: datetime | None = None
+) -> None:
+    """schedule_fresh() for many subjects at once (a batch of new work orders): one
+    multi-row INSERT. Items that turn out to exist already go through schedule(), which
+    leaves one asked for at the same time as it is."""
+    if not items:
+        return
+    now = now or utcnow()
+    rows: list[dict[str, Any]] = []
+    for it in items:
+        require_aware(it.due_at, "due_at")
+        if it.payload is not None and not isinstance(it.payload, dict):
+            raise TypeError("payload must be a dict")
+        rows.append(
+            {
+                "kind": it.kind,
+                "subject_type": it.subject_type,
+                "subject_id": str(it.subject_id),
+                "key": it.key,
+                "due_at": it.due_at,
+                "requested_due_at": it.due_at,
+                "state": "pending",
+                "attempts": 0,
+                "payload": it.payload or {},
+                "created_at": now,
+            }
+        )
+    if _insert_all_if_absent(db, rows):
+        return
+    for it in items:
         schedule(
             db,
-            kind=kind,
-            subject_type=subject_type,
-            subject_id=str(subject_id),
-            key=key,
-            due_at=due_at,
-            payload=payload,
+            kind=it.kind,
+            subject_type=it.subject_type,
+            subject_id=str(it.subject_id),
+            key=it.key,
+            due_at=it.due_at,
+            payload=it.payload,
             now=now,
         )
 
@@ -261,6 +293,40 @@ def _insert_if_absent(db: Session, values: dict[str, Any]) -> bool:
         return True
     except IntegrityError:
         return False
+
+
+_INSERT_ALL_IF_ABSENT: dict[str, Executable] = {}
+_PG_INSERT_ALL_IF_ABSENT: dict[tuple[str, ...], str] = {}
+
+
+def _insert_all_if_absent(db: Session, rows: list[dict[str, Any]]) -> bool:
+    """INSERT rows whose identity is not there yet, in one statement where the engine
+    allows (ON CONFLICT DO NOTHING); True when every row was new."""
+    table = cast(Table, DueItem.__table__)
+    dialect = _dialect(db)
+    if dialect not in ("postgresql", "sqlite"):
+        return all([_insert_if_absent(db, r) for r in rows])
+    if dialect == "postgresql":
+        # The rows as one JSON parameter: the same statement text whatever their number,
+        # so psycopg prepares it once (a VALUES list would be a new statement per count).
+        names = tuple(rows[0])
+        sql = _PG_INSERT_ALL_IF_ABSENT.get(names)
+        if sql is None:
+            sql = _PG_INSERT_ALL_IF_ABSENT[names] = (
+                f"{pg_insert_from_json(table, names, 'rows', many=True)} "
+                f"ON CONFLICT ({', '.join(_IDENTITY)}) DO NOTHING RETURNING id"
+            )
+        made = db.connection().exec_driver_sql(sql, {"rows": json_param(rows)}).all()
+        return len(made) == len(rows)
+    stmt = _INSERT_ALL_IF_ABSENT.get(dialect)
+    if stmt is None:
+        ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+        stmt = ins.on_conflict_do_nothing(index_elements=list(_IDENTITY)).returning(table.c.id)
+        _INSERT_ALL_IF_ABSENT[dialect] = stmt
+    # With RETURNING, the rows of an executemany come back as one result: those skipped
+    # return nothing, so the count says whether all were new.
+    made = db.execute(stmt, rows, execution_options={"synchronize_session": False}).all()
+    return len(made) == len(rows)
 
 
 def cancel(

@@ -15,9 +15,10 @@ from watergrid.auth.deps import allow, public
 from watergrid.auth.principal import Principal
 from watergrid.db import utcnow
 from watergrid.deps import SessionDep
+from watergrid.workorders import batching, service
 from watergrid.workorders import jobs as _jobs  # noqa: F401  (registers the timer handlers)
-from watergrid.workorders import service
 from watergrid.workorders.config import get_wo_settings
+from watergrid.workorders.intake import CreateRequest
 from watergrid.workorders.photos import PhotoUpload
 from watergrid.workorders.schemas import (
     ActionRequest,
@@ -99,23 +100,19 @@ def update_category(
         409: {"description": "Idempotency-Key reused with a different request"},
     },
 )
-def create_order(
+async def create_order(
     db: SessionDep,
     principal: Public,
     body: OrderCreateRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
-    # The body is an OrderCreate already (the service hashes only OrderCreate's fields), and
-    # the receipt was built by the service: it is written out once, not validated again.
-    result = service.create_order(
-        db,
-        data=body,
-        source=body.source,
-        actor=principal,
-        idempotency_key=idempotency_key,
-        now=utcnow(),
+    # Through this process's intake queue (group commit, workorders.batching): the answer
+    # comes after the report's transaction has committed. The body is an OrderCreate
+    # already (the service hashes only OrderCreate's fields), and the receipt was built by
+    # the service: it is written out once, not validated again.
+    result = await batching.submit(
+        db, CreateRequest(body, body.source, principal, idempotency_key, utcnow())
     )
-    _durable(db)
     return Response(
         result.receipt.model_dump_json(),
         status_code=200 if result.replayed else 201,

@@ -5,8 +5,9 @@ caused it, so a retried handler or request never queues the same message twice."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -155,39 +156,40 @@ def _where(order: WorkOrder) -> str:
 # -- staff ------------------------------------------------------------------------------------
 
 
-def order_created(
-    db: Session,
-    *,
-    order_id: int,
-    number: str,
-    category_name: str,
-    where: str,
-    response_due_at: datetime | None,
-    description: str,
-    person_ids: list[int],
-    now: datetime,
-) -> None:
-    """The new order to its department's people and its followers (`person_ids`, which
-    intake resolves from its directory). Written by the transaction that creates the order,
-    so it cannot repeat: no dedupe key (and no look-up for one). Takes the order's facts
-    rather than the row, which intake writes without loading an object."""
-    headline = f"{number} {category_name}"
-    due = local_time(response_due_at)
-    body = (
-        f"新诉求：{headline}\n地点：{where}\n"
-        f"响应时限：{due}\n{description[:200]}\n"
-        f"New report {number}; respond by {due}."
-    )
-    _queue(
-        db,
-        order_id=order_id,
-        person_ids=person_ids,
-        topic="workorder.created",
-        subject=f"【新诉求】{headline}",
-        body=body,
-        cause=None,
-        now=now,
-    )
+class NewOrder(NamedTuple):
+    """What the notice of a new order says, and to whom (orders_created)."""
+
+    order_id: int
+    number: str
+    category_name: str
+    where: str
+    response_due_at: datetime | None
+    description: str
+    person_ids: list[int]
+
+
+def orders_created(db: Session, orders: Sequence[NewOrder], *, now: datetime) -> None:
+    """Each new order to its department's people and its followers (`person_ids`, which
+    intake resolves from its directory). Written by the transaction that creates the orders,
+    so it cannot repeat: no dedupe key (and no look-up for one). Takes the orders' facts
+    rather than rows, which intake writes without loading objects; a batch of orders is one
+    notify.enqueue_each, one INSERT for all their messages."""
+    messages: list[notify.PersonMessage] = []
+    for o in orders:
+        headline = f"{o.number} {o.category_name}"
+        due = local_time(o.response_due_at)
+        subject = f"【新诉求】{headline}"
+        body = (
+            f"新诉求：{headline}\n地点：{o.where}\n"
+            f"响应时限：{due}\n{o.description[:200]}\n"
+            f"New report {o.number}; respond by {due}."
+        )
+        link = order_link(o.order_id)
+        messages.extend(
+            notify.PersonMessage(pid, subject, body, link, o.order_id)
+            for pid in dict.fromkeys(o.person_ids)
+        )
+    notify.enqueue_each(db, messages, topic="workorder.created", subject_type=SUBJECT_TYPE, now=now)
 
 
 def dispatched(db: Session, *, order: WorkOrder, event_id: int, action: str, now: datetime) -> None:

@@ -10,7 +10,7 @@ import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -24,7 +24,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -283,6 +282,35 @@ _NEARBY = select(
 _NEARBY_EXCEPT = _NEARBY.where(WorkOrder.id != bindparam("exclude_id"))
 
 
+def _box(lon: float, lat: float, radius: float) -> dict[str, float]:
+    """A box around the point that holds the circle of `radius` metres."""
+    dlat = radius / 111_000.0 * 1.05
+    dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
+    return {"lat_lo": lat - dlat, "lat_hi": lat + dlat, "lon_lo": lon - dlon, "lon_hi": lon + dlon}
+
+
+def _candidate(
+    lon: float, lat: float, radius: float, category_code: str, row: tuple[Any, ...]
+) -> tuple[float, int, DuplicateCandidate] | None:
+    """(distance, order id, candidate) of an order row (id, number, state, created_at, lon,
+    lat) within `radius` of the point; None when it lies outside."""
+    oid, number, state, created_at, olon, olat = row
+    d = distance_m(lon, lat, olon, olat)
+    if d > radius:
+        return None
+    return (
+        d,
+        oid,
+        DuplicateCandidate(
+            number=number,
+            category_code=category_code,
+            state=state,
+            distance_m=round(d, 1),
+            created_at=created_at,
+        ),
+    )
+
+
 def find_duplicates(
     db: Session,
     *,
@@ -300,15 +328,10 @@ def find_duplicates(
     cfg = get_wo_settings()
     radius = cfg.duplicate_radius_m if radius_m is None else radius_m
     hours = cfg.duplicate_window_hours if window_hours is None else window_hours
-    dlat = radius / 111_000.0 * 1.05
-    dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
     params: dict[str, Any] = {
         "category_code": category_code,
-        "lat_lo": lat - dlat,
-        "lat_hi": lat + dlat,
-        "lon_lo": lon - dlon,
-        "lon_hi": lon + dlon,
         "since": now - timedelta(hours=hours),
+        **_box(lon, lat, radius),
     }
     if exclude_id is None:
         q = _NEARBY
@@ -318,24 +341,11 @@ def find_duplicates(
     if db.autoflush:
         db.flush()  # as a session query would: orders written just now are candidates too
     hits = []
-    for oid, number, state, created_at, olon, olat in db.connection().execute(q, params):
-        d = distance_m(lon, lat, olon, olat)
-        if d <= radius:
-            hits.append(
-                (
-                    d,
-                    oid,
-                    DuplicateCandidate(
-                        number=number,
-                        category_code=category_code,
-                        state=state,
-                        distance_m=round(d, 1),
-                        created_at=created_at,
-                    ),
-                )
-            )
-    hits.sort(key=lambda h: (h[0], h[1]))
-    return [(oid, c) for _, oid, c in hits[:MAX_DUPLICATES_SHOWN]]
+    for row in db.connection().execute(q, params):
+        hit = _candidate(lon, lat, radius, category_code, tuple(row))
+        if hit is not None:
+            hits.append(hit)
+    return _nearest(hits)
 
 
 class _CategoryFacts(NamedTuple):
@@ -445,13 +455,14 @@ def _prepare(
     data: OrderCreate,
     actor: Principal | None,
     photos: Sequence[PhotoUpload],
+    row: Any,
 ) -> _Prepared:
     """Everything intake decides before writing: validation (all problems at once) and
-    routing. Raises AppError; writes nothing."""
+    routing. `row` is the category's _ACTIVE_CATEGORY row (None: no such active category).
+    Raises AppError; writes nothing."""
     cfg = get_wo_settings()
     problems: list[tuple[str, FieldError]] = []
 
-    row = db.connection().execute(_ACTIVE_CATEGORY, {"code": data.category_code}).first()
     cat = _CategoryFacts(*row[:-1]) if row is not None else None
     # One look at the registry for the whole report: the view answers the service card's
     # zone, the point's areas and the routing.
@@ -702,14 +713,6 @@ _NEXT_NUMBER_SQLITE = (
     .on_conflict_do_update(index_elements=["year"], set_={"last": _COUNTER.c.last + 1})
     .returning(_COUNTER.c.last)
 )
-# PostgreSQL: the same upsert, and in the same round trip the id the order will have (its
-# sequence is not transactional either), so that every row of the create can be written in
-# one statement (_PG_WRITE_ORDER). An id unused by a failed create is a gap, like its number.
-_NEXT_NUMBER_PG = (
-    "INSERT INTO order_counter (year, last) VALUES (%(year)s, 1) "
-    "ON CONFLICT (year) DO UPDATE SET last = order_counter.last + 1 "
-    "RETURNING last, nextval(pg_get_serial_sequence('work_order', 'id'))"
-)
 
 
 def next_number(db: Session, *, now: datetime) -> str:
@@ -720,30 +723,11 @@ def next_number(db: Session, *, now: datetime) -> str:
     every create in every process wait in line); a create that fails after numbering leaves
     a gap. On SQLite, where writers are serialised anyway, it runs in the caller's
     transaction and numbers have no gaps."""
-    return _number_and_id(db, now=now)[0]
-
-
-def _number_and_id(db: Session, *, now: datetime) -> tuple[str, int | None]:
-    """next_number(), and on PostgreSQL also the new order's id (None elsewhere: the
-    INSERT makes it)."""
-    year = now.astimezone(local_tz()).year
-    order_id: int | None = None
     if db.get_bind().dialect.name == "postgresql":
-        engine = _numbering_engine(db)
-        for attempt in (1, 2):
-            try:
-                with engine.connect() as conn:
-                    n, order_id = conn.exec_driver_sql(_NEXT_NUMBER_PG, {"year": year}).one()
-                break
-            except DBAPIError as exc:
-                # A pooled connection the server has dropped (a restart): the pool has
-                # thrown it away; one more try gets a fresh one. A repeat at worst leaves
-                # a gap, which numbering on PostgreSQL allows anyway.
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-    else:
-        n = db.execute(_NEXT_NUMBER_SQLITE, {"year": year}).scalar_one()
-    return f"{NUMBER_PREFIX}-{year}-{n:06d}", order_id
+        return _numbers_and_ids_pg(db, [now])[0][0]
+    year = now.astimezone(local_tz()).year
+    n = db.execute(_NEXT_NUMBER_SQLITE, {"year": year}).scalar_one()
+    return f"{NUMBER_PREFIX}-{year}-{n:06d}"
 
 
 def actor_fields(db: Session, actor: Principal | None, role: str | None) -> dict[str, Any]:
@@ -797,10 +781,15 @@ def store_photos(
 
 
 _KEYS = cast(Table, IdempotencyRecord.__table__)
-_CLAIM_KEY = {
-    dialect: ins.on_conflict_do_nothing(index_elements=["key"]).returning(_KEYS.c.key)
-    for dialect, ins in (("postgresql", pg_insert(_KEYS)), ("sqlite", sqlite_insert(_KEYS)))
-}
+_CLAIM_KEY = (
+    sqlite_insert(_KEYS).on_conflict_do_nothing(index_elements=["key"]).returning(_KEYS.c.key)
+)
+_CLAIM_KEYS_PG = (
+    pg_insert_from_json(
+        _KEYS, ("key", "request_sha256", "order_id", "receipt", "created_at"), "rows", many=True
+    )
+    + " ORDER BY key ON CONFLICT (key) DO NOTHING RETURNING key"
+)
 _SET_RECEIPT = (
     update(_KEYS)
     .where(_KEYS.c.key == bindparam("k"))
@@ -815,33 +804,38 @@ _FOLLOWERS = cast(Table, OrderFollower.__table__)
 _INSERT_FOLLOWERS = insert(_FOLLOWERS)
 
 
-def _claim_idempotency_key(
-    db: Session, *, key: str, request_hash: str, now: datetime
-) -> CreateResult | None:
-    """Insert the key row before the order, so that a concurrent request with the same key
-    waits on it (PostgreSQL) and then finds this request's receipt instead of making a second
-    order. None when the key is ours; the earlier receipt (or a 409) when it is taken."""
-    dialect = db.get_bind().dialect.name
-    stmt = _CLAIM_KEY["postgresql" if dialect == "postgresql" else "sqlite"]
-    claimed = (
-        db.connection()
-        .execute(
-            stmt,
-            {
-                "key": key,
-                "request_sha256": request_hash,
-                "order_id": None,
-                "receipt": None,
-                "created_at": now,
-            },
-        )
-        .scalar_one_or_none()
-    )
-    if claimed is not None:
-        return None
-    existing = _stored_key(db, key)
-    assert existing is not None  # the conflicting row is committed: we waited for it
-    return _replay(existing, request_hash)
+@dataclass(frozen=True)
+class CreateRequest:
+    """One report to take in (create_orders)."""
+
+    data: OrderCreate
+    source: str
+    actor: Principal | None
+    idempotency_key: str | None
+    now: datetime
+    photos: Sequence[PhotoUpload] = ()
+
+
+# What create_orders answers for each request: the receipt, or the error it gets.
+Outcome = CreateResult | AppError
+
+
+@dataclass
+class _Taken:
+    """A request that passed validation and holds its key: what its rows are made from."""
+
+    index: int
+    request: CreateRequest
+    key: str | None
+    prep: _Prepared
+    limits: dict[str, Any]
+    number: str = ""
+    order_id: int | None = None
+    duplicates: list[tuple[int, DuplicateCandidate]] = field(default_factory=list)
+    order_row: dict[str, Any] = field(default_factory=dict)
+    event_row: dict[str, Any] = field(default_factory=dict)
+    receipt: OrderReceipt | None = None
+    event_id: int | None = None
 
 
 def create_order(
@@ -857,62 +851,248 @@ def create_order(
     """Take in a report: validate, route, number it, start its response clock, tell the
     department and the followers. With `idempotency_key`, a repeat of the same request gets
     the first receipt back (replayed=True) and a different request under the same key is a
-    409. Everything is written into the caller's transaction; nothing when it raises.
-
-    Intake is the busiest write path (docs/performance.md): the rows are written with Core
-    statements rather than through the ORM's unit of work (on PostgreSQL the order's own
-    rows in one statement), and every lookup a registry version or the calendar can
-    answer comes from a per-process cache."""
+    409. Everything is written into the caller's transaction; nothing when it raises."""
     require_aware(now, "now")
-    _check_source(source, actor)
-    request_hash = _request_hash(data=data, source=source, actor=actor, photos=photos)
-    key = _check_idempotency_key(idempotency_key) if idempotency_key is not None else None
+    (outcome,) = create_orders(
+        db, [CreateRequest(data, source, actor, idempotency_key, now, tuple(photos))]
+    )
+    if isinstance(outcome, AppError):
+        raise outcome
+    return outcome
+
+
+def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcome]:
+    """create_order() for several reports in the caller's one transaction, each answered on
+    its own: a request that fails validation gets its error and writes nothing, the others
+    go ahead. A key given twice in the list: the later request is answered like a retry of
+    the first. Any other error (the database's) raises and the caller rolls back.
+
+    Intake is the busiest write path (docs/performance.md). Reports arriving together are
+    taken in together (workorders.batching): each statement here serves the whole list, so
+    a busy minute costs a few statements per batch rather than per report. Rows are written
+    with Core statements rather than the ORM's unit of work (on PostgreSQL every order's own
+    rows in one statement), and what a registry version or the calendar can answer comes
+    from a per-process cache."""
+    out: list[Outcome | None] = [None] * len(requests)
+    hashes = [""] * len(requests)
+    keys: list[str | None] = [None] * len(requests)
+    for i, r in enumerate(requests):
+        require_aware(r.now, "now")
+        try:
+            _check_source(r.source, r.actor)
+            hashes[i] = _request_hash(data=r.data, source=r.source, actor=r.actor, photos=r.photos)
+            if r.idempotency_key is not None:
+                keys[i] = _check_idempotency_key(r.idempotency_key)
+        except AppError as e:
+            out[i] = e
     if db.autoflush:
         db.flush()  # as a session query would: rows the caller added must be seen
-    if key is not None and photos:
-        # Checking photos is the costly part of a create: a retry should not pay it twice.
-        stored = _stored_key(db, key)
-        if stored is not None:
-            return _replay(stored, request_hash)
 
+    # A key repeated in the list waits for the first request with it, like a retry.
+    first_with: dict[str, int] = {}
+    repeats: dict[int, int] = {}
+    for i, k in enumerate(keys):
+        if out[i] is None and k is not None:
+            if k in first_with:
+                repeats[i] = first_with[k]
+            else:
+                first_with[k] = i
+
+    categories: dict[str, Any] = {}
+    taken: dict[int, _Taken] = {}
+    for i, r in enumerate(requests):
+        if out[i] is not None or i in repeats:
+            continue
+        key = keys[i]
+        if key is not None and r.photos:
+            # Checking photos is the costly part of a create: a retry should not pay it twice.
+            stored = _stored_key(db, key)
+            if stored is not None:
+                out[i] = _replay_outcome(stored, hashes[i])
+                continue
+        code = r.data.category_code
+        if code not in categories:
+            categories[code] = db.connection().execute(_ACTIVE_CATEGORY, {"code": code}).first()
+        try:
+            prep = _prepare(db, data=r.data, actor=r.actor, photos=r.photos, row=categories[code])
+        except AppError as e:
+            # A retry of a request that was taken gets its receipt even if the category or
+            # the registry has changed since; only a request never taken is judged afresh.
+            stored = _stored_key(db, key) if key is not None else None
+            out[i] = _replay_outcome(stored, hashes[i]) if stored is not None else e
+            continue
+        limits = prep.category.deadlines[prep.priority]
+        taken[i] = _Taken(i, r, key, prep, limits)
+
+    with_keys = [t for t in taken.values() if t.key is not None]
+    claimed = _claim_keys(db, [(t.key, hashes[t.index], t.request.now) for t in with_keys])
+    lost = [t for t in with_keys if t.key not in claimed]
+    if lost:
+        # Taken by an earlier request (committed: the claim waited for it): its receipt,
+        # or a 409 when the request differs.
+        held = _stored_keys(db, [t.key for t in lost])
+        for t in lost:
+            out[t.index] = _replay_outcome(held[t.key], hashes[t.index])
+            del taken[t.index]
+
+    if taken:
+        _write_taken(db, list(taken.values()))
+    for i, t in taken.items():
+        assert t.receipt is not None
+        out[i] = CreateResult(receipt=t.receipt, replayed=False)
+    if repeats:
+        # Now that the first request with each key has its outcome in this transaction,
+        # the repeats are retries of it.
+        again = create_orders(db, [requests[i] for i in repeats])
+        for i, outcome in zip(repeats, again, strict=True):
+            out[i] = outcome
+    return [o for o in out if o is not None]
+
+
+def _replay_outcome(stored: tuple[str, dict[str, Any] | None], request_hash: str) -> Outcome:
     try:
-        prep = _prepare(db, data=data, actor=actor, photos=photos)
-    except AppError:
-        # A retry of a request that was taken gets its receipt even if the category or
-        # the registry has changed since; only a request never taken is judged afresh.
-        stored = _stored_key(db, key) if key is not None else None
-        if stored is not None:
-            return _replay(stored, request_hash)
-        raise
+        return _replay(stored, request_hash)
+    except AppError as e:
+        return e
 
-    if key is not None:
-        earlier = _claim_idempotency_key(db, key=key, request_hash=request_hash, now=now)
-        if earlier is not None:
-            return earlier
 
-    cat = prep.category
-    limits = cat.deadlines[prep.priority]
+def _claim_keys(db: Session, rows: list[tuple[str | None, str, datetime]]) -> set[str]:
+    """Insert the key rows before the orders, so that a concurrent request with one of the
+    keys waits on it (PostgreSQL) and then finds this request's receipt instead of making a
+    second order. The keys that are ours; the others are taken. In key order, so that two
+    batches sharing keys lock them in the same order and cannot deadlock."""
+    if not rows:
+        return set()
+    params = [
+        {"key": k, "request_sha256": h, "order_id": None, "receipt": None, "created_at": now}
+        for k, h, now in sorted(rows, key=lambda r: r[0] or "")
+    ]
+    conn = db.connection()
+    if conn.dialect.name == "postgresql":
+        # One JSON parameter: one statement text whatever the batch's size (prepared once).
+        return set(conn.exec_driver_sql(_CLAIM_KEYS_PG, {"rows": json_param(params)}).scalars())
+    return set(conn.execute(_CLAIM_KEY, params).scalars())
+
+
+def _stored_keys(
+    db: Session, keys: Sequence[str | None]
+) -> dict[str | None, tuple[str, dict[str, Any] | None]]:
+    """The hash and receipt stored under each key (all of which exist)."""
+    rows = db.connection().execute(
+        select(
+            IdempotencyRecord.key, IdempotencyRecord.request_sha256, IdempotencyRecord.receipt
+        ).where(IdempotencyRecord.key.in_(list(keys)))
+    )
+    return {k: (h, receipt) for k, h, receipt in rows}
+
+
+def _write_taken(db: Session, taken: list[_Taken]) -> None:
+    """Number, look for duplicates, write the orders with their history, followers and
+    receipts, arm their response clocks and queue their notices."""
+    pg = db.get_bind().dialect.name == "postgresql"
+    cal = jobs.calendar(db)
+    if pg:
+        numbered = _numbers_and_ids_pg(db, [t.request.now for t in taken])
+        nearby = _nearby_pg(db, taken)
+    for n, t in enumerate(taken):
+        r = t.request
+        if pg:
+            t.number, t.order_id = numbered[n]
+            t.duplicates = _nearest(nearby.get(t.index, []) + _in_batch(t, taken[:n]))
+        else:
+            # One at a time, in order: each sees the ones before it in the database.
+            t.duplicates = find_duplicates(
+                db, category_code=t.prep.category.code, lon=r.data.lon, lat=r.data.lat, now=r.now
+            )
+            t.number = next_number(db, now=r.now)
+        token = _make_rows(db, t, cal)
+        if not pg:
+            t.order_id, t.event_id = _write_order(
+                db,
+                order_row=t.order_row,
+                event_row=t.event_row,
+                followers=t.prep.followers,
+                event_id_wanted=bool(t.prep.photos or t.prep.pending),
+            )
+        t.receipt = _receipt(t, token)
+        if not pg and t.key is not None:
+            db.connection().execute(
+                _SET_RECEIPT,
+                {"k": t.key, "order_id": t.order_id, "receipt": t.receipt.model_dump(mode="json")},
+            )
+    if pg:
+        event_ids = _write_orders_pg(db, taken)
+        for t in taken:
+            t.event_id = event_ids[t.order_id]  # type: ignore[index]
+    for t in taken:
+        assert t.order_id is not None
+        if t.prep.photos or t.prep.pending:
+            store_photos(
+                db,
+                order_id=t.order_id,
+                event_id=t.event_id,
+                photos=t.prep.photos,
+                pending=t.prep.pending,
+                actor=t.request.actor,
+                now=t.request.now,
+            )
+    now = max(t.request.now for t in taken)
+    jobs.arm_new_orders(
+        db,
+        [
+            jobs.NewDeadline(
+                t.order_id,  # type: ignore[arg-type]
+                "response",
+                t.request.now,
+                t.order_row["response_due_at"],
+                t.order_row["response_limit"],
+            )
+            for t in taken
+        ],
+        now=now,
+    )
+    flows.orders_created(
+        db,
+        [
+            flows.NewOrder(
+                t.order_id,  # type: ignore[arg-type]
+                t.number,
+                t.prep.category.name_zh,
+                flows.where_text(t.order_row["address"], t.request.data.lon, t.request.data.lat),
+                t.order_row["response_due_at"],
+                t.prep.description,
+                t.prep.directory.department_person_ids(
+                    {t.prep.department_id} if t.prep.department_id is not None else set()
+                )
+                + [pid for pid, _ in t.prep.followers],
+            )
+            for t in taken
+        ],
+        now=now,
+    )
+
+
+def _make_rows(db: Session, t: _Taken, cal: Any) -> str:
+    """The order's row and its create event's, on `t`; returns the tracking token (only
+    its hash is stored)."""
+    r, prep, cat, data = t.request, t.prep, t.prep.category, t.request.data
     response_due = compute_due(
-        now,
-        amount=float(limits["response"]["amount"]),
-        unit=limits["response"]["unit"],
-        calendar=jobs.calendar(db),
+        r.now,
+        amount=float(t.limits["response"]["amount"]),
+        unit=t.limits["response"]["unit"],
+        calendar=cal,
     )
     token = secrets.token_urlsafe(16)
-    duplicates = find_duplicates(db, category_code=cat.code, lon=data.lon, lat=data.lat, now=now)
-    number, order_id = _number_and_id(db, now=now)
-    address = data.address.strip()
-    response_limit = dict(limits["response"])
-    order_row: dict[str, Any] = {
-        "number": number,
+    t.order_row = {
+        "number": t.number,
         "category_id": cat.id,
         "category_code": cat.code,
         "group_code": cat.group_code,
         "priority": prep.priority,
-        "source": source,
+        "source": r.source,
         "state": "submitted",
         "description": prep.description,
-        "address": address,
+        "address": data.address.strip(),
         "lon": data.lon,
         "lat": data.lat,
         "attributes": prep.attributes,
@@ -923,122 +1103,65 @@ def create_order(
         "reporter_email": prep.email,
         "phone_consent": bool(prep.phone) and data.phone_consent,
         "track_token_sha256": sha256_hex(token),
-        "created_by_user_id": actor.user_id if actor else None,
+        "created_by_user_id": r.actor.user_id if r.actor else None,
         "grid_id": prep.grid.id,
         "subdistrict_id": prep.subdistrict.id,
         "zone_id": prep.zone_id,
         "party_group_number": prep.party_group_number,
         "department_id": prep.department_id,
-        "response_limit": response_limit,
-        "handling_limit": {**limits["handling"], "extended_by": 0},
+        "response_limit": dict(t.limits["response"]),
+        "handling_limit": {**t.limits["handling"], "extended_by": 0},
         "response_due_at": response_due.due_at,
         "deadline_warnings": list(response_due.warnings),
-        "duplicate_candidate_ids": [oid for oid, _ in duplicates],
-        "created_at": now,
-        "updated_at": now,
+        "duplicate_candidate_ids": [oid for oid, _ in t.duplicates],
+        "created_at": r.now,
+        "updated_at": r.now,
     }
-    event_row: dict[str, Any] = {
-        "at": now,
+    t.event_row = {
+        "at": r.now,
         "action": "create",
         "from_state": None,
         "to_state": "submitted",
         "note": "",
         "data": {
-            "source": source,
+            "source": r.source,
             "priority": prep.priority,
             "department": prep.department.code if prep.department else None,
             "response_due_at": response_due.due_at.isoformat(),
-            "possible_duplicates": [c.number for _, c in duplicates],
+            "possible_duplicates": [c.number for _, c in t.duplicates],
         },
         "actor_user_id": None,
         "actor_person_id": None,
         "actor_department_id": None,
         "actor_name": None,
-        **actor_fields(db, actor, None if actor else "reporter"),
+        **actor_fields(db, r.actor, None if r.actor else "reporter"),
     }
+    return token
 
-    def receipt_for(new_id: int) -> OrderReceipt:
-        return OrderReceipt(
-            id=new_id,
-            number=number,
-            state="submitted",
-            source=source,
-            category_code=cat.code,
-            category_name_zh=cat.name_zh,
-            category_name_en=cat.name_en,
-            priority=prep.priority,
-            created_at=now,
-            response_due_at=response_due.due_at,
-            subdistrict=prep.subdistrict,
-            grid=prep.grid,
-            zone=prep.zone,
-            department=prep.department,
-            reporter_phone_masked=flows.masked(prep.phone),
-            track_token=token,
-            possible_duplicates=[c for _, c in duplicates],
-            warnings=list(response_due.warnings),
-        )
 
-    if order_id is not None:
-        # PostgreSQL, the id already known: the order, its history, its followers and the
-        # key's receipt in one statement.
-        receipt = receipt_for(order_id)
-        event_id: int | None = _write_order_pg(
-            db,
-            order_id=order_id,
-            order_row=order_row,
-            event_row=event_row,
-            followers=prep.followers,
-            key=key,
-            receipt=receipt,
-        )
-    else:
-        order_id, event_id = _write_order(
-            db,
-            order_row=order_row,
-            event_row=event_row,
-            followers=prep.followers,
-            event_id_wanted=bool(prep.photos or prep.pending),
-        )
-        receipt = receipt_for(order_id)
-        if key is not None:
-            db.connection().execute(
-                _SET_RECEIPT,
-                {"k": key, "order_id": order_id, "receipt": receipt.model_dump(mode="json")},
-            )
-    if prep.photos or prep.pending:
-        store_photos(
-            db,
-            order_id=order_id,
-            event_id=event_id,
-            photos=prep.photos,
-            pending=prep.pending,
-            actor=actor,
-            now=now,
-        )
-    jobs.arm_new_order(
-        db,
-        order_id=order_id,
-        deadline="response",
-        start=now,
-        due=response_due.due_at,
-        limit=response_limit,
-        now=now,
+def _receipt(t: _Taken, token: str) -> OrderReceipt:
+    prep, o = t.prep, t.order_row
+    assert t.order_id is not None
+    return OrderReceipt(
+        id=t.order_id,
+        number=t.number,
+        state="submitted",
+        source=t.request.source,
+        category_code=prep.category.code,
+        category_name_zh=prep.category.name_zh,
+        category_name_en=prep.category.name_en,
+        priority=prep.priority,
+        created_at=t.request.now,
+        response_due_at=o["response_due_at"],
+        subdistrict=prep.subdistrict,
+        grid=prep.grid,
+        zone=prep.zone,
+        department=prep.department,
+        reporter_phone_masked=flows.masked(prep.phone),
+        track_token=token,
+        possible_duplicates=[c for _, c in t.duplicates],
+        warnings=list(o["deadline_warnings"]),
     )
-    departments = {prep.department_id} if prep.department_id is not None else set()
-    flows.order_created(
-        db,
-        order_id=order_id,
-        number=number,
-        category_name=cat.name_zh,
-        where=flows.where_text(address, data.lon, data.lat),
-        response_due_at=response_due.due_at,
-        description=prep.description,
-        person_ids=prep.directory.department_person_ids(departments)
-        + [pid for pid, _ in prep.followers],
-        now=now,
-    )
-    return CreateResult(receipt=receipt, replayed=False)
 
 
 def _write_order(
@@ -1070,48 +1193,157 @@ def _write_order(
 _pg_write_sql: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
 
-def _write_order_pg(
-    db: Session,
-    *,
-    order_id: int,
-    order_row: dict[str, Any],
-    event_row: dict[str, Any],
-    followers: list[tuple[int, str]],
-    key: str | None,
-    receipt: OrderReceipt,
-) -> int:
-    """_write_order and the receipt's UPDATE as one statement of data-modifying CTEs
-    (PostgreSQL checks the foreign keys at its end, when the order row is there). Returns
-    the event's id. The SQL is built once per set of columns, so each create costs one
-    round trip and, once psycopg has prepared it, no parsing or planning."""
-    order = {"id": order_id, **order_row}
-    event = {"order_id": order_id, **event_row}
-    shape = (tuple(order), tuple(event))
+def _write_orders_pg(db: Session, taken: list[_Taken]) -> dict[int, int]:
+    """Every order of the batch, its create event, its followers and its key's receipt in
+    one statement of data-modifying CTEs (PostgreSQL checks the foreign keys at its end,
+    when the order rows are there). Rows travel as one JSON array per table, so the SQL is
+    the same whatever the batch's size: built once, prepared by psycopg, planned once per
+    connection. Returns each order's event id."""
+    orders = [{"id": t.order_id, **t.order_row} for t in taken]
+    events = [{"order_id": t.order_id, **t.event_row} for t in taken]
+    shape = (tuple(orders[0]), tuple(events[0]))
     sql = _pg_write_sql.get(shape)
     if sql is None:
         sql = (
-            f"WITH o AS ({pg_insert_from_json(_ORDERS, shape[0], 'order', many=False)}), "
-            f"e AS ({pg_insert_from_json(_EVENTS, shape[1], 'event', many=False)} "
-            "RETURNING id), "
+            f"WITH o AS ({pg_insert_from_json(_ORDERS, shape[0], 'orders', many=True)}), "
+            f"e AS ({pg_insert_from_json(_EVENTS, shape[1], 'events', many=True)} "
+            "RETURNING id, order_id), "
             f"f AS (INSERT INTO {_FOLLOWERS.name} (order_id, person_id, reason) "
-            "SELECT %(order_id)s, u.person_id, u.reason "
-            "FROM unnest(%(f_person)s::integer[], %(f_reason)s::varchar[]) "
-            "AS u(person_id, reason)), "
-            f"k AS (UPDATE {_KEYS.name} SET order_id = %(order_id)s, "
-            "receipt = %(receipt)s::json WHERE key = %(key)s) "
-            "SELECT id FROM e"
+            "SELECT u.order_id, u.person_id, u.reason "
+            "FROM unnest(%(f_order)s::integer[], %(f_person)s::integer[], "
+            "%(f_reason)s::varchar[]) AS u(order_id, person_id, reason)), "
+            f"k AS (UPDATE {_KEYS.name} SET order_id = u.order_id, receipt = u.receipt "
+            "FROM json_to_recordset(%(keys)s::json) AS u(key varchar, order_id integer, "
+            f"receipt json) WHERE {_KEYS.name}.key = u.key) "
+            "SELECT order_id, id FROM e"
         )
         _pg_write_sql[shape] = sql
+    followers = [(t.order_id, p, r) for t in taken for p, r in t.prep.followers]
+    keys = [
+        {"key": t.key, "order_id": t.order_id, "receipt": t.receipt.model_dump(mode="json")}
+        for t in taken
+        if t.key is not None and t.receipt is not None
+    ]
     params = {
-        "order": json_param(order),
-        "event": json_param(event),
-        "order_id": order_id,
-        "f_person": [p for p, _ in followers],
-        "f_reason": [r for _, r in followers],
-        "key": key,
-        "receipt": json_param(receipt.model_dump(mode="json")),
+        "orders": json_param(orders),
+        "events": json_param(events),
+        "f_order": [o for o, _, _ in followers],
+        "f_person": [p for _, p, _ in followers],
+        "f_reason": [r for _, _, r in followers],
+        "keys": json_param(keys),
     }
-    return int(db.connection().exec_driver_sql(sql, params).scalar_one())
+    return {int(o): int(e) for o, e in db.connection().exec_driver_sql(sql, params)}
+
+
+_NEXT_NUMBERS_PG = (
+    "WITH c AS (INSERT INTO order_counter (year, last) VALUES (%(year)s, %(n)s) "
+    "ON CONFLICT (year) DO UPDATE SET last = order_counter.last + %(n)s RETURNING last) "
+    "SELECT c.last, nextval(pg_get_serial_sequence('work_order', 'id')) "
+    "FROM c, generate_series(1, %(n)s)"
+)
+
+
+def _numbers_and_ids_pg(db: Session, nows: Sequence[datetime]) -> list[tuple[str, int]]:
+    """A number and an order id for each `now`, in order: per year one increment of the
+    counter by as many as it needs and as many values of the id sequence, in one round
+    trip on the counter's own connection (see _numbering_engine)."""
+    years = [now.astimezone(local_tz()).year for now in nows]
+    out: dict[int, tuple[str, int]] = {}
+    engine = _numbering_engine(db)
+    for year in dict.fromkeys(years):
+        slots = [i for i, y in enumerate(years) if y == year]
+        for attempt in (1, 2):
+            try:
+                with engine.connect() as conn:
+                    rows = conn.exec_driver_sql(
+                        _NEXT_NUMBERS_PG, {"year": year, "n": len(slots)}
+                    ).all()
+                break
+            except DBAPIError as exc:
+                # A pooled connection the server has dropped (a restart): the pool has
+                # thrown it away; one more try gets a fresh one. A repeat at worst leaves
+                # a gap, which numbering on PostgreSQL allows anyway.
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        last = int(rows[0][0])
+        ids = sorted(int(r[1]) for r in rows)
+        first = last - len(slots) + 1
+        for n, (slot, order_id) in enumerate(zip(slots, ids, strict=True)):
+            out[slot] = (f"{NUMBER_PREFIX}-{year}-{first + n:06d}", order_id)
+    return [out[i] for i in range(len(nows))]
+
+
+_NEARBY_MANY_PG = (
+    "SELECT q.i, w.id, w.number, w.state, w.created_at, w.lon, w.lat "
+    "FROM unnest(%(i)s::integer[], %(code)s::varchar[], %(lat_lo)s::float8[], "
+    "%(lat_hi)s::float8[], %(lon_lo)s::float8[], %(lon_hi)s::float8[], "
+    "%(since)s::timestamptz[]) AS q(i, code, lat_lo, lat_hi, lon_lo, lon_hi, since) "
+    "JOIN work_order w ON w.category_code = q.code "
+    "AND w.lat BETWEEN q.lat_lo AND q.lat_hi AND w.lon BETWEEN q.lon_lo AND q.lon_hi "
+    "AND w.created_at >= q.since AND w.state IN ("
+    + ", ".join(f"'{s}'" for s in sorted(DUPLICATE_CANDIDATE_STATES))
+    + ")"
+)
+
+
+def _nearby_pg(
+    db: Session, taken: list[_Taken]
+) -> dict[int, list[tuple[float, int, DuplicateCandidate]]]:
+    """find_duplicates for every request of a batch in one query (PostgreSQL): each
+    request's candidates among the stored orders, by request index, unsorted."""
+    cfg = get_wo_settings()
+    radius, hours = cfg.duplicate_radius_m, cfg.duplicate_window_hours
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("i", "code", "lat_lo", "lat_hi", "lon_lo", "lon_hi", "since")
+    }
+    for t in taken:
+        d = t.request.data
+        box = _box(d.lon, d.lat, radius)
+        cols["i"].append(t.index)
+        cols["code"].append(t.prep.category.code)
+        for k in ("lat_lo", "lat_hi", "lon_lo", "lon_hi"):
+            cols[k].append(box[k])
+        cols["since"].append(t.request.now - timedelta(hours=hours))
+    by_index = {t.index: t for t in taken}
+    out: dict[int, list[tuple[float, int, DuplicateCandidate]]] = {}
+    for i, oid, number, state, created_at, olon, olat in db.connection().exec_driver_sql(
+        _NEARBY_MANY_PG, cols
+    ):
+        d = by_index[i].request.data
+        hit = _candidate(
+            d.lon,
+            d.lat,
+            radius,
+            by_index[i].prep.category.code,
+            (oid, number, state, created_at.astimezone(UTC), olon, olat),
+        )
+        if hit is not None:
+            out.setdefault(i, []).append(hit)
+    return out
+
+
+def _in_batch(t: _Taken, earlier: list[_Taken]) -> list[tuple[float, int, DuplicateCandidate]]:
+    """Candidates among the batch's earlier requests, which a report taken alone after
+    them would have found in the database."""
+    radius = get_wo_settings().duplicate_radius_m
+    d = t.request.data
+    hits = []
+    for e in earlier:
+        if e.prep.category.code != t.prep.category.code:
+            continue
+        ed = e.request.data
+        row = (e.order_id, e.number, "submitted", e.request.now, ed.lon, ed.lat)
+        hit = _candidate(d.lon, d.lat, radius, t.prep.category.code, row)
+        if hit is not None:
+            hits.append(hit)
+    return hits
+
+
+def _nearest(
+    hits: list[tuple[float, int, DuplicateCandidate]],
+) -> list[tuple[int, DuplicateCandidate]]:
+    hits.sort(key=lambda h: (h[0], h[1]))
+    return [(oid, c) for _, oid, c in hits[:MAX_DUPLICATES_SHOWN]]
 
 
 def upload_attachment(

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -247,6 +247,16 @@ def schedule_deadline(
     _arm(db, order=order, steps=steps, now=now)
 
 
+class NewDeadline(NamedTuple):
+    """A deadline of an order made in this transaction, as arm_new_orders takes them."""
+
+    order_id: int
+    deadline: Deadline
+    start: datetime | None
+    due: datetime | None
+    limit: dict[str, Any]
+
+
 def arm_new_order(
     db: Session,
     *,
@@ -260,23 +270,31 @@ def arm_new_order(
     """Arm the first step of a deadline of an order made in this transaction: it has no
     items and no suspensions yet, so nothing is cancelled or read, and the step is one
     INSERT (timers.schedule_fresh)."""
-    if due is None or start is None:
-        return None
-    step = _first_step(
-        _chain(db, deadline=deadline, start=start, due=due, limit=limit, holes=[]), now=now
-    )
-    if step is not None:
-        timers.schedule_fresh(
-            db,
-            kind=step.kind,
-            subject_type=SUBJECT_TYPE,
-            subject_id=str(order_id),
-            key=step.key,
-            due_at=step.at,
-            payload=step.payload,
-            now=now,
-        )
-    return step
+    return arm_new_orders(db, [NewDeadline(order_id, deadline, start, due, limit)], now=now)[0]
+
+
+def arm_new_orders(
+    db: Session, deadlines: Sequence[NewDeadline], *, now: datetime
+) -> list[Step | None]:
+    """arm_new_order() for many new orders (a batch of reports): one INSERT for all."""
+    steps: list[Step | None] = []
+    fresh: list[timers.Fresh] = []
+    for d in deadlines:
+        step = None
+        if d.due is not None and d.start is not None:
+            step = _first_step(
+                _chain(db, deadline=d.deadline, start=d.start, due=d.due, limit=d.limit, holes=[]),
+                now=now,
+            )
+        steps.append(step)
+        if step is not None:
+            fresh.append(
+                timers.Fresh(
+                    step.kind, SUBJECT_TYPE, str(d.order_id), step.key, step.at, step.payload
+                )
+            )
+    timers.schedule_fresh_many(db, fresh, now=now)
+    return steps
 
 
 def _steps_after(db: Session, *, order: WorkOrder, item: DueItem) -> list[Step]:
