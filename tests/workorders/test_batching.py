@@ -135,6 +135,21 @@ def test_reports_arriving_together_share_transactions(db: Session) -> None:
     assert 1 <= _batches() - batches_before < 12
 
 
+def test_a_report_right_after_a_batch_is_not_left_waiting(db: Session) -> None:
+    lon, lat = grid_point(db, "W05")
+    bind = db.connection()
+
+    async def one_after_another() -> tuple[CreateResult, CreateResult]:
+        queue = batching.IntakeQueue()
+        first = await queue.submit(bind, _req("seq-1", lon=lon, lat=lat))
+        # The writer has just run out of work and ended; this report must get one.
+        second = await queue.submit(bind, _req("seq-2", at=1, lon=lon, lat=lat))
+        return first, second
+
+    first, second = asyncio.run(asyncio.wait_for(one_after_another(), 20))
+    assert first.receipt.number != second.receipt.number
+
+
 def test_a_full_queue_turns_reports_away_with_503(db: Session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(batching, "MAX_WAITING", 0)
     before = counts(db)

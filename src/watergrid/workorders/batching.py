@@ -80,7 +80,9 @@ class IntakeQueue:
             raise overloaded()
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._waiting.append((bind, request, future))
-        if len(self._writers) < max_writers(bind):
+        # A writer that has just finished is done() before its callback leaves the set:
+        # counting it would leave this report waiting for the next one to arrive.
+        if sum(not w.done() for w in self._writers) < max_writers(bind):
             task = asyncio.create_task(self._drain())
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
