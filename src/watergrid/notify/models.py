@@ -63,7 +63,10 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
     message_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_message_id)
     # None for a raw address (a duty-room robot, an outside system's webhook).
-    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
+    # Not indexed: messages are found by state, subject or id, never by person (the inbox
+    # has its own table), and people are deactivated, never deleted; an index would be an
+    # entry more for every message of every create.
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
     channel: Mapped[str] = mapped_column(String(16))
     # Resolved when enqueued: a later change of someone's number does not redirect a
     # message that is already on its way, and the log shows where it really went.

@@ -81,7 +81,8 @@ class DueItem(Base):
     subject_id: Mapped[str] = mapped_column(String(64))
     # Tells apart several items of one kind on one subject (e.g. "50pct", "80pct").
     key: Mapped[str] = mapped_column(String(64), default="")
-    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    # Every query on due_at also asks for pending items: ix_due_item_state_due_at serves it.
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     # The due time the last schedule() asked for. due_at moves on with retries; this does
     # not, so scheduling the same thing again is recognised as the same.
     requested_due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

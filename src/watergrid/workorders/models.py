@@ -184,7 +184,8 @@ class OrderFollower(Base):
     __table_args__ = (UniqueConstraint("order_id", "person_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("work_order.id"), index=True)
+    # No index of its own: the unique (order_id, person_id) index serves look-ups by order.
+    order_id: Mapped[int] = mapped_column(ForeignKey("work_order.id"))
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
     # chain_leader / party_group_leader
     reason: Mapped[str] = mapped_column(String(32))
@@ -213,7 +214,9 @@ class IdempotencyRecord(Base):
     # Both set before the transaction that inserted the row commits; NULL is only ever seen
     # by that transaction itself (the row is written first so that a concurrent request
     # with the same key waits on it).
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"), index=True)
+    # Not indexed: nothing looks keys up by order, and orders are never deleted (an index
+    # would be one more entry written by every create).
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"))
     receipt: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
