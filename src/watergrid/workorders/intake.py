@@ -946,7 +946,9 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
         again = create_orders(db, [requests[i] for i in repeats])
         for i, outcome in zip(repeats, again, strict=True):
             out[i] = outcome
-    return [o for o in out if o is not None]
+    answered = [o for o in out if o is not None]
+    assert len(answered) == len(requests), "every request gets an answer"
+    return answered
 
 
 def _replay_outcome(stored: tuple[str, dict[str, Any] | None], request_hash: str) -> Outcome:
