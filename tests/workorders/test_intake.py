@@ -119,6 +119,38 @@ def test_numbers_count_up_within_the_year(db: Session) -> None:
     assert int(b.rsplit("-", 1)[1]) == int(a.rsplit("-", 1)[1]) + 1
 
 
+def test_a_district_numbers_with_its_own_prefix(
+    db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watergrid.workorders.config import get_wo_settings
+
+    lon, lat = grid_point(db, "W07")
+    before = _create(db, lon=lon, lat=lat).receipt.number
+    monkeypatch.setenv("WATERGRID_WO_NUMBER_PREFIX", "BA")
+    get_wo_settings.cache_clear()
+    try:
+        after = _create(db, lon=lon, lat=lat, description="另一处").receipt.number
+    finally:
+        monkeypatch.delenv("WATERGRID_WO_NUMBER_PREFIX")
+        get_wo_settings.cache_clear()
+    assert before.startswith("GM-2026-") and after.startswith("BA-2026-")
+    # One count per year, whatever the prefix: the next number, not a fresh start.
+    assert int(after.rsplit("-", 1)[1]) == int(before.rsplit("-", 1)[1]) + 1
+
+
+def test_a_number_prefix_that_is_not_capital_letters_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from watergrid.workorders.config import WorkOrderSettings
+
+    for bad in ("gm", "G", "GM-1", "GUANGMING"):
+        monkeypatch.setenv("WATERGRID_WO_NUMBER_PREFIX", bad)
+        with pytest.raises(ValidationError):
+            WorkOrderSettings()
+
+
 # -- idempotency --------------------------------------------------------------------------
 
 

@@ -46,7 +46,7 @@ from watergrid.notify.models import DeliveryAttempt, InboxItem, OutboxMessage
 from watergrid.org.models import Person
 from watergrid.timers.models import DueItem
 from watergrid.workorders import jobs
-from watergrid.workorders.intake import NUMBER_PREFIX
+from watergrid.workorders.intake import order_number
 from watergrid.workorders.models import (
     OrderCounter,
     OrderEvent,
@@ -135,7 +135,7 @@ def _clone_rows(
         order_rows.append(
             {
                 **tpl_rows[t.id],
-                "number": f"{NUMBER_PREFIX}-{year}-{start_number + i:06d}",
+                "number": order_number(year, start_number + i),
                 "track_token_sha256": secrets.token_hex(32),
                 "duplicate_candidate_ids": [],
                 "description": f"{t.description}（批量 {i}）",

@@ -796,6 +796,7 @@ def generate_orders(
     """Write `days` days of orders ending at `end` (bulk), then rebuild the KPI facts and
     rollups. Returns what was written."""
     from watergrid.org import service as org_service
+    from watergrid.workorders import intake as wo_intake
     from watergrid.workorders.models import OrderEvent, OrderSuspension, WorkOrder
 
     started = _time.monotonic()
@@ -972,7 +973,7 @@ def generate_orders(
         first = _number_block(db, dict(years))
         for lf in lives:
             y = lf.row["created_at"].astimezone(tz).year
-            lf.row["number"] = f"GM-{y}-{first[y]:06d}"
+            lf.row["number"] = wo_intake.order_number(y, first[y])
             first[y] += 1
         for lf in lives:
             for c in recent.get((lf.row["grid_id"], lf.row["category_code"]), []):

@@ -33,6 +33,7 @@ from watergrid.kpi.definitions import (
 from watergrid.kpi.facts import local_day
 from watergrid.kpi.schemas import MilestoneDone, VisitCreate, VisitIssueIn
 from watergrid.web.render import check_csrf, render
+from watergrid.workorders.config import get_wo_settings
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Principal, Depends(allow("kpi.read"))]
@@ -579,7 +580,7 @@ def visit_create(
         if not line:
             continue
         number, _, rest = line.partition(" ")
-        if number.upper().startswith("GM-") and rest.strip():
+        if number.upper().startswith(f"{get_wo_settings().number_prefix}-") and rest.strip():
             parsed.append(
                 VisitIssueIn(summary=rest.strip()[:300], order_number=number.upper(), link="moved")
             )

@@ -57,6 +57,13 @@ class WorkOrderSettings(BaseSettings):
         "grid's party group leader) and the dispatch desk, who may reopen the order.",
     )
     idempotency_key_max_length: int = Field(128, description="Longest Idempotency-Key accepted.")
+    number_prefix: str = Field(
+        "GM",
+        pattern=r"^[A-Z]{2,6}$",
+        description="Letters that start every work-order number (GM-2026-000123): one per "
+        "district (GM is Guangming), so that numbers are unique across a city. Changing it "
+        "affects new orders only; the count per year goes on.",
+    )
 
 
 @lru_cache

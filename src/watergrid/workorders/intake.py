@@ -67,12 +67,6 @@ from watergrid.workorders.schemas import (
 MAX_DESCRIPTION = 4000
 
 
-NUMBER_PREFIX = "GM"
-
-
-NUMBER_RE = re.compile(r"^GM-(\d{4})-(\d{6,})$")
-
-
 MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 
 
@@ -715,8 +709,14 @@ _NEXT_NUMBER_SQLITE = (
 )
 
 
+def order_number(year: int, n: int) -> str:
+    """The human number of the year's n-th order, e.g. GM-2026-000123."""
+    return f"{get_wo_settings().number_prefix}-{year}-{n:06d}"
+
+
 def next_number(db: Session, *, now: datetime) -> str:
-    """GM-YYYY-NNNNNN from the year's counter row, incremented by one atomic upsert.
+    """PREFIX-YYYY-NNNNNN (settings: number_prefix) from the year's counter row,
+    incremented by one atomic upsert.
 
     On PostgreSQL the increment commits on its own at once, so concurrent creates hold the
     row lock for one statement rather than for their whole transaction (which would make
@@ -727,7 +727,7 @@ def next_number(db: Session, *, now: datetime) -> str:
         return _numbers_and_ids_pg(db, [now])[0][0]
     year = now.astimezone(local_tz()).year
     n = db.execute(_NEXT_NUMBER_SQLITE, {"year": year}).scalar_one()
-    return f"{NUMBER_PREFIX}-{year}-{n:06d}"
+    return order_number(year, n)
 
 
 def actor_fields(db: Session, actor: Principal | None, role: str | None) -> dict[str, Any]:
@@ -1271,7 +1271,7 @@ def _numbers_and_ids_pg(db: Session, nows: Sequence[datetime]) -> list[tuple[str
         ids = sorted(int(r[1]) for r in rows)
         first = last - len(slots) + 1
         for n, (slot, order_id) in enumerate(zip(slots, ids, strict=True)):
-            out[slot] = (f"{NUMBER_PREFIX}-{year}-{first + n:06d}", order_id)
+            out[slot] = (order_number(year, first + n), order_id)
     return [out[i] for i in range(len(nows))]
 
 
