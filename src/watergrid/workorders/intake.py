@@ -371,6 +371,24 @@ _ACTIVE_CATEGORY = select(
 ).where(Category.code == bindparam("code"), Category.active.is_(True))
 
 
+class _Looked(NamedTuple):
+    """A category as intake reads it (None: no such active category) and the registry view
+    current in this transaction, which answers the service card's zone, the point's areas
+    and the routing."""
+
+    category: _CategoryFacts | None
+    registry: geo_locate.RegistryView
+
+
+def _look_up(db: Session, code: str) -> _Looked:
+    """One round trip for the category and the registry version; once per category code
+    and batch."""
+    row = db.connection().execute(_ACTIVE_CATEGORY, {"code": code}).first()
+    if row is None:
+        return _Looked(None, geo_locate.view(db))
+    return _Looked(_CategoryFacts(*row[:-1]), _registry_view(db, row[-1]))
+
+
 def _registry_view(db: Session, version: int | None) -> geo_locate.RegistryView:
     """geo's registry view for `version` (read in this transaction): the one intake's
     directory was built for when that is still the version, else geo's own (which looks
@@ -449,18 +467,14 @@ def _prepare(
     data: OrderCreate,
     actor: Principal | None,
     photos: Sequence[PhotoUpload],
-    row: Any,
+    looked_up: _Looked,
 ) -> _Prepared:
     """Everything intake decides before writing: validation (all problems at once) and
-    routing. `row` is the category's _ACTIVE_CATEGORY row (None: no such active category).
-    Raises AppError; writes nothing."""
+    routing. Raises AppError; writes nothing."""
     cfg = get_wo_settings()
     problems: list[tuple[str, FieldError]] = []
 
-    cat = _CategoryFacts(*row[:-1]) if row is not None else None
-    # One look at the registry for the whole report: the view answers the service card's
-    # zone, the point's areas and the routing.
-    registry = _registry_view(db, row[-1]) if row is not None else geo_locate.view(db)
+    cat, registry = looked_up
     if cat is None:
         problems.append(
             (
@@ -852,7 +866,6 @@ def create_order(
     department and the followers. With `idempotency_key`, a repeat of the same request gets
     the first receipt back (replayed=True) and a different request under the same key is a
     409. Everything is written into the caller's transaction; nothing when it raises."""
-    require_aware(now, "now")
     (outcome,) = create_orders(
         db, [CreateRequest(data, source, actor, idempotency_key, now, tuple(photos))]
     )
@@ -898,7 +911,7 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
             else:
                 first_with[k] = i
 
-    categories: dict[str, Any] = {}
+    looked_up: dict[str, _Looked] = {}
     taken: dict[int, _Taken] = {}
     for i, r in enumerate(requests):
         if out[i] is not None or i in repeats:
@@ -911,10 +924,12 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
                 out[i] = _replay_outcome(stored, hashes[i])
                 continue
         code = r.data.category_code
-        if code not in categories:
-            categories[code] = db.connection().execute(_ACTIVE_CATEGORY, {"code": code}).first()
+        if code not in looked_up:
+            looked_up[code] = _look_up(db, code)
         try:
-            prep = _prepare(db, data=r.data, actor=r.actor, photos=r.photos, row=categories[code])
+            prep = _prepare(
+                db, data=r.data, actor=r.actor, photos=r.photos, looked_up=looked_up[code]
+            )
         except AppError as e:
             # A retry of a request that was taken gets its receipt even if the category or
             # the registry has changed since; only a request never taken is judged afresh.
@@ -929,10 +944,12 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
     lost = [t for t in with_keys if t.key not in claimed]
     if lost:
         # Taken by an earlier request (committed: the claim waited for it): its receipt,
-        # or a 409 when the request differs.
-        held = _stored_keys(db, [t.key for t in lost])
+        # or a 409 when the request differs. Rare (retries), so one look-up each.
         for t in lost:
-            out[t.index] = _replay_outcome(held[t.key], hashes[t.index])
+            assert t.key is not None
+            held = _stored_key(db, t.key)
+            assert held is not None
+            out[t.index] = _replay_outcome(held, hashes[t.index])
             del taken[t.index]
 
     if taken:
@@ -974,18 +991,6 @@ def _claim_keys(db: Session, rows: list[tuple[str | None, str, datetime]]) -> se
         # One JSON parameter: one statement text whatever the batch's size (prepared once).
         return set(conn.exec_driver_sql(_CLAIM_KEYS_PG, {"rows": json_param(params)}).scalars())
     return set(conn.execute(_CLAIM_KEY, params).scalars())
-
-
-def _stored_keys(
-    db: Session, keys: Sequence[str | None]
-) -> dict[str | None, tuple[str, dict[str, Any] | None]]:
-    """The hash and receipt stored under each key (all of which exist)."""
-    rows = db.connection().execute(
-        select(
-            IdempotencyRecord.key, IdempotencyRecord.request_sha256, IdempotencyRecord.receipt
-        ).where(IdempotencyRecord.key.in_(list(keys)))
-    )
-    return {k: (h, receipt) for k, h, receipt in rows}
 
 
 def _write_taken(db: Session, taken: list[_Taken]) -> None:
