@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watergrid import db as dbmod
-from watergrid.errors import AppError, FieldError, invalid
+from watergrid.db import is_overload
+from watergrid.errors import AppError, FieldError, invalid, overloaded
 from watergrid.ops import metrics, ratelimit
 from watergrid.ops.logs import setup_logging
 from watergrid.settings import get_settings
@@ -158,36 +158,6 @@ class Admission:
             await self.app(scope, receive, send)
         finally:
             self.slots.release()
-
-
-def overloaded() -> AppError:
-    return AppError(
-        503,
-        "overloaded",
-        "The service is busy; please try again in a moment",
-        "系统繁忙，请稍后再试",
-    )
-
-
-def is_overload(exc: OperationalError) -> bool:
-    """Errors that mean "too much at once", not "broken": SQLite's writer lock not had within
-    the busy timeout, and PostgreSQL refusing connections or cancelling a statement that
-    waited too long for a lock. Nothing was written (the transaction is rolled back), so
-    the client may simply try again."""
-    orig = exc.orig
-    if isinstance(orig, sqlite3.OperationalError):
-        text = str(orig).lower()
-        return "database is locked" in text or "database table is locked" in text
-    sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate is None:
-        # psycopg raises connection failures (the server shutting down or restarting, a
-        # connection dropped) without a SQLSTATE: the database is away for a moment, and a
-        # client retrying with its Idempotency-Key gets its answer once (faults/).
-        return type(orig).__module__.startswith("psycopg")
-    # 53300 too_many_connections, 57P03 cannot_connect_now, 55P03 lock_not_available,
-    # 57P01/57P02 the server terminating connections (shutdown, crash), 08xxx connection
-    # exceptions.
-    return sqlstate in {"53300", "57P03", "55P03", "57P01", "57P02"} or sqlstate.startswith("08")
 
 
 def _embedded(settings_url: str) -> bool:

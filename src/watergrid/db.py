@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -243,3 +245,28 @@ def session_scope(*, write: bool = True) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_overload(exc: BaseException) -> bool:
+    """Errors that mean "too much at once", not "broken": no pooled connection free in time,
+    SQLite's writer lock not had within the busy timeout, and PostgreSQL refusing connections
+    or cancelling a statement that waited too long for a lock. Nothing was written (the
+    transaction is rolled back), so the client may simply try again."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        text = str(orig).lower()
+        return "database is locked" in text or "database table is locked" in text
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is None:
+        # psycopg raises connection failures (the server shutting down or restarting, a
+        # connection dropped) without a SQLSTATE: the database is away for a moment, and a
+        # client retrying with its Idempotency-Key gets its answer once (faults/).
+        return type(orig).__module__.startswith("psycopg")
+    # 53300 too_many_connections, 57P03 cannot_connect_now, 55P03 lock_not_available,
+    # 57P01/57P02 the server terminating connections (shutdown, crash), 08xxx connection
+    # exceptions.
+    return sqlstate in {"53300", "57P03", "55P03", "57P01", "57P02"} or sqlstate.startswith("08")

@@ -57,3 +57,13 @@ def unauthenticated() -> AppError:
 
 def invalid(fields: list[FieldError], message: str = "Invalid input") -> AppError:
     return AppError(422, "invalid", message, "输入有误，请检查标出的字段", fields)
+
+
+def overloaded() -> AppError:
+    """Too much at once (the database or a queue): the client may try again shortly."""
+    return AppError(
+        503,
+        "overloaded",
+        "The service is busy; please try again in a moment",
+        "系统繁忙，请稍后再试",
+    )

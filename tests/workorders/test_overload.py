@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
-from watergrid.app import RETRY_AFTER_S, create_app, is_overload
+from watergrid.app import RETRY_AFTER_S, create_app
+from watergrid.db import is_overload
 
 
 class _PgError(Exception):

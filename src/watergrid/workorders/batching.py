@@ -29,12 +29,11 @@ from collections import deque
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from watergrid.errors import AppError
+from watergrid.db import is_overload
+from watergrid.errors import AppError, overloaded
 from watergrid.ops.metrics import INTAKE_BATCH
 from watergrid.workorders import intake
 from watergrid.workorders.intake import CreateRequest, Outcome
@@ -137,7 +136,7 @@ def write_batch(bind: Bind, requests: Sequence[CreateRequest]) -> list[Answer]:
     try:
         return list(_write(bind, requests))
     except Exception as exc:
-        if len(requests) == 1 or _overloaded(exc):
+        if len(requests) == 1 or is_overload(exc):
             return [exc] * len(requests)
         log.warning(
             "a batch of reports failed; writing them one by one",
@@ -164,17 +163,3 @@ def _write(bind: Bind, requests: Sequence[CreateRequest]) -> list[Outcome]:
         raise
     finally:
         db.close()
-
-
-def overloaded() -> AppError:
-    from watergrid.app import overloaded as busy  # the app module imports the routes
-
-    return busy()
-
-
-def _overloaded(exc: Exception) -> bool:
-    from watergrid.app import is_overload
-
-    if isinstance(exc, PoolTimeout):
-        return True
-    return isinstance(exc, OperationalError) and is_overload(exc)
