@@ -30,7 +30,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -149,7 +148,7 @@ def schedule(
         "payload": payload or {},
         "created_at": now,
     }
-    created = _insert_if_absent(db, values)
+    created = _insert_if_absent(db, [values])
     stmt = (
         select(DueItem)
         .where(
@@ -239,7 +238,7 @@ def schedule_fresh_many(
                 "created_at": now,
             }
         )
-    if _insert_all_if_absent(db, rows):
+    if _insert_if_absent(db, rows):
         return
     for it in items:
         schedule(
@@ -264,69 +263,46 @@ def _arm(item: DueItem, *, due_at: datetime, payload: dict[str, Any] | None) -> 
         item.payload = payload
 
 
-# Built once per dialect: the values travel as parameters, so the statement's compiled
-# form is found in the cache without building and hashing a new statement each time.
-_INSERT_IF_ABSENT: dict[str, Executable] = {}
+_SQLITE_INSERT_IF_ABSENT = (
+    sqlite_insert(cast(Table, DueItem.__table__))
+    .on_conflict_do_nothing(index_elements=list(_IDENTITY))
+    .returning(cast(Table, DueItem.__table__).c.id)
+)
+_PG_INSERT_IF_ABSENT: dict[tuple[str, ...], str] = {}
 
 
-def _insert_if_absent(db: Session, values: dict[str, Any]) -> bool:
-    """INSERT unless the identity exists, without raising when two writers race."""
+def _insert_if_absent(db: Session, rows: list[dict[str, Any]]) -> bool:
+    """INSERT the rows whose identity is not there yet, in one statement and without
+    raising when two writers race (ON CONFLICT DO NOTHING); True when every row was new."""
     table = cast(Table, DueItem.__table__)
     dialect = _dialect(db)
-    if dialect in ("postgresql", "sqlite"):
-        stmt = _INSERT_IF_ABSENT.get(dialect)
-        if stmt is None:
-            ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-            stmt = ins.on_conflict_do_nothing(index_elements=list(_IDENTITY))
-            _INSERT_IF_ABSENT[dialect] = stmt
-        # An INSERT's row count is only kept when asked for (it reads -1 otherwise, which
-        # made every schedule() take its "already there" path).
-        result = db.execute(
-            stmt,
-            values,
-            execution_options={"synchronize_session": False, "preserve_rowcount": True},
-        )
-        return int(cast(CursorResult[Any], result).rowcount) == 1
-    try:
-        with db.begin_nested():
-            db.add(DueItem(**values))
-        return True
-    except IntegrityError:
-        return False
-
-
-_INSERT_ALL_IF_ABSENT: dict[str, Executable] = {}
-_PG_INSERT_ALL_IF_ABSENT: dict[tuple[str, ...], str] = {}
-
-
-def _insert_all_if_absent(db: Session, rows: list[dict[str, Any]]) -> bool:
-    """INSERT rows whose identity is not there yet, in one statement where the engine
-    allows (ON CONFLICT DO NOTHING); True when every row was new."""
-    table = cast(Table, DueItem.__table__)
-    dialect = _dialect(db)
-    if dialect not in ("postgresql", "sqlite"):
-        return all([_insert_if_absent(db, r) for r in rows])
     if dialect == "postgresql":
         # The rows as one JSON parameter: the same statement text whatever their number,
         # so psycopg prepares it once (a VALUES list would be a new statement per count).
         names = tuple(rows[0])
-        sql = _PG_INSERT_ALL_IF_ABSENT.get(names)
+        sql = _PG_INSERT_IF_ABSENT.get(names)
         if sql is None:
-            sql = _PG_INSERT_ALL_IF_ABSENT[names] = (
+            sql = _PG_INSERT_IF_ABSENT[names] = (
                 f"{pg_insert_from_json(table, names, 'rows', many=True)} "
                 f"ON CONFLICT ({', '.join(_IDENTITY)}) DO NOTHING RETURNING id"
             )
         made = db.connection().exec_driver_sql(sql, {"rows": json_param(rows)}).all()
         return len(made) == len(rows)
-    stmt = _INSERT_ALL_IF_ABSENT.get(dialect)
-    if stmt is None:
-        ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-        stmt = ins.on_conflict_do_nothing(index_elements=list(_IDENTITY)).returning(table.c.id)
-        _INSERT_ALL_IF_ABSENT[dialect] = stmt
-    # With RETURNING, the rows of an executemany come back as one result: those skipped
-    # return nothing, so the count says whether all were new.
-    made = db.execute(stmt, rows, execution_options={"synchronize_session": False}).all()
-    return len(made) == len(rows)
+    if dialect == "sqlite":
+        # With RETURNING, the rows of an executemany come back as one result: those
+        # skipped return nothing, so the count says whether all were new.
+        made = db.execute(
+            _SQLITE_INSERT_IF_ABSENT, rows, execution_options={"synchronize_session": False}
+        ).all()
+        return len(made) == len(rows)
+    new = True
+    for row in rows:
+        try:
+            with db.begin_nested():
+                db.add(DueItem(**row))
+        except IntegrityError:
+            new = False
+    return new
 
 
 def cancel(
