@@ -41,11 +41,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import env_for, free_port, fresh_database, load_demo, save  # noqa: E402
+from harness import (  # noqa: E402
+    env_for,
+    free_port,
+    fresh_database,
+    load_demo,
+    save,
+    uvicorn_argv,
+    wait_ready,
+)
 from intake import inside_points  # noqa: E402
 from loadgen import Conn  # noqa: E402
 
@@ -180,21 +187,7 @@ class Server:
         started = time.monotonic()
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "watergrid.asgi:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(self.workers),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
+                uvicorn_argv(self.port, self.workers),
                 env=env_for(self.url),
                 cwd=self.log.parent,
                 stdin=subprocess.DEVNULL,
@@ -202,16 +195,12 @@ class Server:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        while True:
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() - started > timeout_s:
-                self.kill()
-                raise RuntimeError(f"server did not become ready; see {self.log}")
-            time.sleep(0.1)
+        proc = self.proc
+        if not wait_ready(
+            self.base, alive=lambda: proc.poll() is None, timeout_s=timeout_s, step_s=0.1
+        ):
+            self.kill()
+            raise RuntimeError(f"server did not become ready; see {self.log}")
         took = time.monotonic() - started
         self.starts.append(round(took, 2))
         return took

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,39 +128,50 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def uvicorn_argv(port: int, workers: int) -> list[str]:
+    """The app under uvicorn as the benches run it: loopback, quiet, no access log."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "watergrid.asgi:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+def wait_ready(
+    base: str, *, alive: Callable[[], bool], timeout_s: float = 60.0, step_s: float = 0.2
+) -> bool:
+    """Poll `base`/readyz until it answers 200 (True); False as soon as `alive()` says the
+    server's processes died, or when `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if not alive() or time.monotonic() > deadline:
+            return False
+        time.sleep(step_s)
+
+
 @contextmanager
 def serve(url: str, *, workers: int = 2, **env: str) -> Iterator[Server]:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "watergrid.asgi:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env_for(url, **env),
-    )
+    proc = subprocess.Popen(uvicorn_argv(port, workers), env=env_for(url, **env))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
+        if not wait_ready(base, alive=lambda: proc.poll() is None):
+            raise RuntimeError("server did not become ready")
         yield Server(proc=proc, base=base)
     finally:
         proc.terminate()

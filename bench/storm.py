@@ -78,7 +78,15 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 
-from harness import RESULTS, env_for, free_port, fresh_database, load_demo, machine  # noqa: E402
+from harness import (  # noqa: E402
+    RESULTS,
+    env_for,
+    free_port,
+    fresh_database,
+    load_demo,
+    machine,
+    wait_ready,
+)
 from loadgen import Conn, Result, _target  # noqa: E402
 from procwatch import Watcher  # noqa: E402
 
@@ -302,19 +310,17 @@ def deployment(backend: str, url: str, tmp: Path, args: argparse.Namespace) -> I
                             ),
                         )
                     )
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
+            up = wait_ready(
+                base,
+                alive=lambda: all(p.poll() is None for _, p in procs),
+                timeout_s=90,
+                step_s=0.3,
+            )
+            if not up:
                 dead = [n for n, p in procs if p.poll() is not None]
-                if dead or time.monotonic() > deadline:
-                    for log in logs:
-                        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-                    raise RuntimeError(f"deployment did not start (exited: {dead})")
-                time.sleep(0.3)
+                for log in logs:
+                    print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(f"deployment did not start (exited: {dead})")
             yield Deployment(
                 backend=backend,
                 url=url,
