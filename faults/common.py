@@ -76,6 +76,13 @@ def save(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def report(name: str, result: dict[str, Any]) -> int:
+    """Print a scenario's result, save it, and give the exit code its `ok` calls for."""
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(f"saved {save(name, result)}")
+    return 0 if result["ok"] else 1
+
+
 # -- databases --------------------------------------------------------------------------------
 
 _templates: dict[str, str] = {}

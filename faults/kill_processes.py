@@ -20,7 +20,6 @@ On PostgreSQL (the production setup): `watergrid serve --workers 2`, one `waterg
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import threading
@@ -47,8 +46,8 @@ from faults.common import (
     notify_env,
     plan,
     quiet_sink,
+    report,
     route_people_to,
-    save,
     sink_counts,
     start_server,
     start_worker,
@@ -190,10 +189,7 @@ def main() -> int:
     )
     ap.add_argument("--requests", type=int, default=400)
     args = ap.parse_args()
-    r = run(requests=args.requests)
-    print(json.dumps(r, indent=2, ensure_ascii=False))
-    print(f"saved {save(NAME, r)}")
-    return 0 if r["ok"] else 1
+    return report(NAME, run(requests=args.requests))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from faults.common import (
     app_env,
     exit_on_sigterm,
     free_port,
-    save,
+    report,
     wait_until,
     workdir,
 )
@@ -372,10 +372,7 @@ def main() -> int:
     ap.add_argument("--readings", type=int, default=1000)
     ap.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     args = ap.parse_args()
-    r = run(readings=args.readings, backend=args.backend)
-    print(json.dumps(r, indent=2, ensure_ascii=False))
-    print(f"saved {save(NAME, r)}")
-    return 0 if r["ok"] else 1
+    return report(NAME, run(readings=args.readings, backend=args.backend))
 
 
 if __name__ == "__main__":

@@ -53,8 +53,8 @@ from faults.common import (
     notify_env,
     plan,
     quiet_sink,
+    report,
     route_people_to,
-    save,
     sink_counts,
     start_server,
     start_worker,
@@ -288,10 +288,7 @@ def main() -> int:
     )
     ap.add_argument("--requests", type=int, default=400)
     args = ap.parse_args()
-    r = run(requests=args.requests)
-    print(json.dumps(r, indent=2, ensure_ascii=False))
-    print(f"saved {save(NAME, r)}")
-    return 0 if r["ok"] else 1
+    return report(NAME, run(requests=args.requests))
 
 
 if __name__ == "__main__":

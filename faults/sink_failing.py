@@ -29,7 +29,6 @@ that err only towards counting less as accepted, never more.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from collections import Counter
@@ -52,7 +51,7 @@ from faults.common import (
     notify_env,
     open_outbox,
     quiet_sink,
-    save,
+    report,
     start_worker,
     wait_delivered,
     workdir,
@@ -215,10 +214,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=300)
     ap.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     args = ap.parse_args()
-    r = run(messages=args.messages, backend=args.backend)
-    print(json.dumps(r, indent=2, ensure_ascii=False))
-    print(f"saved {save(NAME, r)}")
-    return 0 if r["ok"] else 1
+    return report(NAME, run(messages=args.messages, backend=args.backend))
 
 
 if __name__ == "__main__":

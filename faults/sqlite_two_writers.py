@@ -21,7 +21,6 @@ Counted at the end:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import uuid
 from pathlib import Path
@@ -43,8 +42,8 @@ from faults.common import (
     notify_env,
     plan,
     quiet_sink,
+    report,
     route_people_to,
-    save,
     sink_counts,
     start_server,
     start_worker,
@@ -130,10 +129,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--busy-timeout-ms", type=int, default=50)
     args = ap.parse_args()
-    r = run(requests=args.requests, busy_timeout_ms=args.busy_timeout_ms)
-    print(json.dumps(r, indent=2, ensure_ascii=False))
-    print(f"saved {save(NAME, r)}")
-    return 0 if r["ok"] else 1
+    return report(NAME, run(requests=args.requests, busy_timeout_ms=args.busy_timeout_ms))
 
 
 if __name__ == "__main__":
