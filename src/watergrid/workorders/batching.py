@@ -51,27 +51,20 @@ MAX_WAITING = 1024
 # stays a short transaction.
 MAX_BATCH = 64
 
-# Batches written at once per process. SQLite has one writer at a time anyway, and writers
-# waiting for its lock poll for it: one. PostgreSQL: a few, so that at a moderate rate a
-# report does not wait for the batch before it to be written (its latency is a write's
-# round trips, not a write's plus the one in progress), while under load batches still
-# form, each writer taking whatever gathered while it was busy.
-PG_WRITERS = 1
-
 Answer = Outcome | Exception
 Bind = Engine | Connection
 
 
-def max_writers(bind: Bind) -> int:
-    return 1 if bind.dialect.name == "sqlite" else PG_WRITERS
-
-
 class IntakeQueue:
-    """The queue of one event loop (one server process)."""
+    """The queue of one event loop (one server process), written by one writer at a time.
+
+    One, on both engines: SQLite has one writer at a time anyway (and writers waiting for
+    its lock poll for it); on PostgreSQL a second writer per process halved the batches
+    under load without lowering latency at 300 reports/s (docs/workorders.md)."""
 
     def __init__(self) -> None:
         self._waiting: deque[tuple[Bind, CreateRequest, asyncio.Future[Answer]]] = deque()
-        self._writers: set[asyncio.Task[None]] = set()
+        self._writer: asyncio.Task[None] | None = None
 
     async def submit(self, bind: Bind, request: CreateRequest) -> CreateResult:
         if len(self._waiting) >= MAX_WAITING:
@@ -79,12 +72,9 @@ class IntakeQueue:
             raise overloaded()
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._waiting.append((bind, request, future))
-        # A writer that has just finished is done() before its callback leaves the set:
-        # counting it would leave this report waiting for the next one to arrive.
-        if sum(not w.done() for w in self._writers) < max_writers(bind):
-            task = asyncio.create_task(self._drain())
-            self._writers.add(task)
-            task.add_done_callback(self._writers.discard)
+        # A writer that has run out of work is done(): this report needs a new one.
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
         answer = await future
         if isinstance(answer, Exception):
             raise answer
