@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,23 @@ def create_database(backend: str, tmp: Path) -> tuple[str, object]:
     return url, drop
 
 
+@contextmanager
+def rolled_back_session(engine: Engine, *, expire_on_commit: bool = False) -> Iterator[Session]:
+    """A session in a transaction that is rolled back at the end, whatever it committed
+    (its commits are savepoints): the tests' data never outlives the test."""
+    conn = engine.connect()
+    trans = conn.begin()
+    session = Session(
+        bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=expire_on_commit
+    )
+    try:
+        yield session
+    finally:
+        session.close()
+        trans.rollback()
+        conn.close()
+
+
 @pytest.fixture(scope="session", params=backends())
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -104,15 +122,8 @@ def demo_engine(demo_url: str) -> Engine:
 @pytest.fixture
 def db(demo_engine: Engine) -> Iterator[Session]:
     """A session over the demo database whose writes are rolled back after the test."""
-    conn = demo_engine.connect()
-    trans = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with rolled_back_session(demo_engine) as session:
         yield session
-    finally:
-        session.close()
-        trans.rollback()
-        conn.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from tests.conftest import IN_CI, backends, create_database
+from tests.conftest import IN_CI, backends, create_database, rolled_back_session
 from tests.flood.mqtt_helpers import PrivateBroker, free_port
 
 from watergrid.db import Base, make_engine
@@ -86,15 +86,8 @@ def sf(flood_engine: Engine) -> sessionmaker[Session]:
 @pytest.fixture
 def db(flood_engine: Engine) -> Iterator[Session]:
     """A session whose writes are rolled back after the test."""
-    conn = flood_engine.connect()
-    trans = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with rolled_back_session(flood_engine) as session:
         yield session
-    finally:
-        session.close()
-        trans.rollback()
-        conn.close()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from tests.conftest import rolled_back_session
 
 import watergrid.models  # noqa: F401  (every domain's tables)
 from watergrid.flood import wiring  # noqa: F401  (alarm hooks, timer handlers)
@@ -65,15 +66,8 @@ def db(fr_engine: Engine) -> Iterator[Session]:
     from watergrid import db as dbmod
 
     dbmod.configure(fr_engine.url.render_as_string(hide_password=False))
-    conn = fr_engine.connect()
-    trans = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with rolled_back_session(fr_engine) as session:
         yield session
-    finally:
-        session.close()
-        trans.rollback()
-        conn.close()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
+from tests.conftest import rolled_back_session
 
 import watergrid.models  # noqa: F401  (every domain's tables)
 from watergrid.inspections import jobs as _insp_jobs  # noqa: F401  (registers timer handlers)
@@ -58,15 +59,8 @@ def session_on(engine: Engine) -> Iterator[Session]:
     from watergrid import db as dbmod
 
     dbmod.configure(engine.url.render_as_string(hide_password=False))
-    conn = engine.connect()
-    trans = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with rolled_back_session(engine) as session:
         yield session
-    finally:
-        session.close()
-        trans.rollback()
-        conn.close()
 
 
 def savepoint_factory(db: Session) -> Callable[[], Session]:

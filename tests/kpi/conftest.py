@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from tests.conftest import rolled_back_session
 from tests.web.conftest import artifacts, browser_context, page  # noqa: F401  (browser fixtures)
 
 import watergrid.models  # noqa: F401  (every domain's tables)
@@ -59,15 +60,8 @@ def db(kpi_engine: Engine) -> Iterator[Session]:
     from watergrid import db as dbmod
 
     dbmod.configure(str(kpi_engine.url.render_as_string(hide_password=False)))
-    conn = kpi_engine.connect()
-    trans = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with rolled_back_session(kpi_engine) as session:
         yield session
-    finally:
-        session.close()
-        trans.rollback()
-        conn.close()
 
 
 @pytest.fixture

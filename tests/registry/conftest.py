@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from tests.conftest import rolled_back_session
 
 PG_URL = os.environ.get("WATERGRID_TEST_DATABASE_URL", "")
 if os.environ.get("CI", "").lower() == "true" and not PG_URL:
@@ -99,12 +100,5 @@ def reg_db(request: pytest.FixtureRequest, backend: str) -> Iterator[Session]:
         yield request.getfixturevalue("db")
         return
     engine: Engine = request.getfixturevalue("_own_demo_engine")
-    conn = engine.connect()
-    trans = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with rolled_back_session(engine) as session:
         yield session
-    finally:
-        session.close()
-        trans.rollback()
-        conn.close()

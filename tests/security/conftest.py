@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
-from tests.conftest import login_token
+from tests.conftest import login_token, rolled_back_session
 
 PASSWORD = "demo1234"
 
@@ -95,15 +95,8 @@ def _rolled_back_sessions(engine: Engine) -> object:
     """get_db replacement: a session in a transaction that is undone after the request."""
 
     def get_db(request: Request) -> Iterator[Session]:
-        conn = engine.connect()
-        trans = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint")
-        try:
+        with rolled_back_session(engine, expire_on_commit=True) as session:
             yield session
-        finally:
-            session.close()
-            trans.rollback()
-            conn.close()
 
     return get_db
 

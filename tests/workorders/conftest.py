@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from tests.conftest import rolled_back_session
 
 import watergrid.models  # noqa: F401  (every domain's tables)
 from watergrid.notify import models as _notify_models  # noqa: F401
@@ -59,15 +60,8 @@ def wo_engine(wo_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def db(wo_engine: Engine) -> Iterator[Session]:
-    conn = wo_engine.connect()
-    trans = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with rolled_back_session(wo_engine) as session:
         yield session
-    finally:
-        session.close()
-        trans.rollback()
-        conn.close()
 
 
 @pytest.fixture
