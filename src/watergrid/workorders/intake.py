@@ -1219,9 +1219,12 @@ def _write_orders_pg(db: Session, taken: list[_Taken]) -> dict[int, int]:
             "SELECT u.order_id, u.person_id, u.reason "
             "FROM unnest(%(f_order)s::integer[], %(f_person)s::integer[], "
             "%(f_reason)s::varchar[]) AS u(order_id, person_id, reason)), "
+            # The keys again as an array, for the index: joined only to the JSON rows
+            # (which the planner takes for 100), the update scanned the whole table.
             f"k AS (UPDATE {_KEYS.name} SET order_id = u.order_id, receipt = u.receipt "
             "FROM json_to_recordset(%(keys)s::json) AS u(key varchar, order_id integer, "
-            f"receipt json) WHERE {_KEYS.name}.key = u.key) "
+            f"receipt json) WHERE {_KEYS.name}.key = u.key "
+            f"AND {_KEYS.name}.key = ANY(%(key_list)s::varchar[])) "
             "SELECT order_id, id FROM e"
         )
         _pg_write_sql[shape] = sql
@@ -1238,6 +1241,7 @@ def _write_orders_pg(db: Session, taken: list[_Taken]) -> dict[int, int]:
         "f_person": [p for _, p, _ in followers],
         "f_reason": [r for _, _, r in followers],
         "keys": json_param(keys),
+        "key_list": [k["key"] for k in keys],
     }
     return {int(o): int(e) for o, e in db.connection().exec_driver_sql(sql, params)}
 
@@ -1280,16 +1284,21 @@ def _numbers_and_ids_pg(db: Session, nows: Sequence[datetime]) -> list[tuple[str
     return [out[i] for i in range(len(nows))]
 
 
+# One index look-up per report: LATERAL with OFFSET 0, which keeps PostgreSQL from
+# flattening it into a plain join. Flattened, the prepared (generic) plan hashed the reports
+# and scanned every open order of the table once per batch, so each batch cost more as the
+# table grew (3.5 ms for 8 reports at 2,800 orders, against 0.13 ms as index look-ups).
 _NEARBY_MANY_PG = (
     "SELECT q.i, w.id, w.number, w.state, w.created_at, w.lon, w.lat "
     "FROM unnest(%(i)s::integer[], %(code)s::varchar[], %(lat_lo)s::float8[], "
     "%(lat_hi)s::float8[], %(lon_lo)s::float8[], %(lon_hi)s::float8[], "
     "%(since)s::timestamptz[]) AS q(i, code, lat_lo, lat_hi, lon_lo, lon_hi, since) "
-    "JOIN work_order w ON w.category_code = q.code "
+    "CROSS JOIN LATERAL (SELECT w.id, w.number, w.state, w.created_at, w.lon, w.lat "
+    "FROM work_order w WHERE w.category_code = q.code "
     "AND w.lat BETWEEN q.lat_lo AND q.lat_hi AND w.lon BETWEEN q.lon_lo AND q.lon_hi "
     "AND w.created_at >= q.since AND w.state IN ("
     + ", ".join(f"'{s}'" for s in sorted(DUPLICATE_CANDIDATE_STATES))
-    + ")"
+    + ") OFFSET 0) AS w"
 )
 
 
