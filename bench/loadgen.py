@@ -47,6 +47,10 @@ class Result:
         }
 
 
+class StaleConnection(ConnectionError):
+    """A reused connection closed by the server before any answer."""
+
+
 class Conn:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
@@ -54,17 +58,38 @@ class Conn:
         self.writer: asyncio.StreamWriter | None = None
 
     async def send(self, req: Request) -> tuple[int, bytes]:
+        try:
+            return await self._exchange(req)
+        except StaleConnection:
+            # The server closed this kept-alive connection while it idled (uvicorn does
+            # after 5 s) and read nothing of the request: send it again on a new one, as
+            # HTTP clients do. Any other failure counts as an error.
+            self.close()
+            return await self._exchange(req)
+
+    async def _exchange(self, req: Request) -> tuple[int, bytes]:
+        fresh = self.writer is None
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         method, path, headers, body = req
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         head.append(f"Content-Length: {len(body)}")
-        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        await self.writer.drain()
+        try:
+            self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+            await self.writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            if not fresh:
+                raise StaleConnection from None
+            raise
         assert self.reader is not None
-        status_line = await self.reader.readline()
+        try:
+            status_line = await self.reader.readline()
+        except ConnectionResetError:
+            status_line = b""
         if not status_line:
+            if not fresh:
+                raise StaleConnection
             raise ConnectionError("closed")
         status = int(status_line.split()[1])
         length = 0
