@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -90,6 +90,38 @@ def pg_insert_from_json(table: Table, names: Sequence[str], param: str, *, many:
         f"INSERT INTO {table.name} ({cols}) "
         f"SELECT {cols} FROM {fn}(NULL::{table.name}, %({param})s::json)"
     )
+
+
+# A statement for psycopg, SQL with %(name)s placeholders, and its parameters.
+Statement = tuple[str, Mapping[str, Any]]
+
+
+def pg_together(db: Session, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+    """Run `statements` in order on the session's PostgreSQL connection, in its transaction,
+    in one round trip (psycopg's pipeline mode) rather than one each; each one's rows (none
+    for a statement without). A round trip is a wait for the server each time, and on a busy
+    host a wait for a core too: a batch of reports wrote in nine of them (docs/performance.md).
+    An error is raised as Connection.execute raises it (SQLAlchemy's exception around
+    psycopg's), and the transaction is then failed, as after any error."""
+    import psycopg
+
+    raw = db.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection), "pg_together is for PostgreSQL (psycopg)"
+    cursors: list[psycopg.Cursor[Any]] = []
+    try:
+        with raw.pipeline():
+            for sql, params in statements:
+                cur = raw.cursor()
+                cur.execute(sql, params)
+                cursors.append(cur)
+        return [cur.fetchall() if cur.description is not None else [] for cur in cursors]
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            "; ".join(sql for sql, _ in statements), None, exc, psycopg.Error
+        ) from exc
+    finally:
+        for cur in cursors:
+            cur.close()
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:

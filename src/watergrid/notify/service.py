@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from watergrid.db import json_param, pg_insert_from_json, utcnow
+from watergrid.db import Statement, json_param, pg_insert_from_json, utcnow
 from watergrid.errors import AppError, FieldError, invalid, not_found
 from watergrid.notify.models import (
     CHANNELS,
@@ -362,9 +362,24 @@ def enqueue_each(
     enqueue_ids(): recipients from one query and every row in one multi-row INSERT per
     table, however many messages. A thousand separate enqueues cost a thousand round trips
     of each kind, which on PostgreSQL was most of a district-wide warning's fan-out."""
+    now = now or utcnow()
+    return _insert_row_dicts(
+        db, plan_each(db, messages, topic=topic, subject_type=subject_type, now=now), now
+    )
+
+
+def plan_each(
+    db: Session,
+    messages: Sequence[PersonMessage],
+    *,
+    topic: str,
+    subject_type: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """enqueue_each() up to the writing: the messages checked and their recipients read, the
+    outbox rows it would write. For a caller that writes them with its own rows (rows_pg)."""
     if not messages:
         return []
-    now = now or utcnow()
     for m in messages:
         if not m.subject.strip():
             raise _field_error("subject", "Subject is empty", "标题不能为空")
@@ -376,7 +391,7 @@ def enqueue_each(
             rows.append(
                 _row_values((f"p{m.person_id}", m.person_id, channel, address), common, None, now)
             )
-    return _insert_row_dicts(db, rows, now)
+    return rows
 
 
 def _row_values(
@@ -483,9 +498,18 @@ _pg_insert_sql: dict[tuple[str, ...], str] = {}
 
 
 def _insert_rows_pg(db: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """_insert_rows on PostgreSQL in one statement: the outbox rows as one JSON array, and
-    the inbox items made from what that INSERT returns. The ids come back paired with the
-    message ids, which is how they are put back in the order of `rows`."""
+    """_insert_rows on PostgreSQL in one statement (rows_pg). The ids come back paired with
+    the message ids, which is how they are put back in the order of `rows`."""
+    sql, params = rows_pg(rows)
+    result = db.connection().exec_driver_sql(sql, params)
+    ids: dict[str, int] = {str(mid): int(oid) for mid, oid in result}
+    return [int(ids[r["message_id"]]) for r in rows]
+
+
+def rows_pg(rows: list[dict[str, Any]]) -> Statement:
+    """The statement that writes outbox rows (as plan_each makes them) on PostgreSQL: the
+    rows as one JSON array, and the inbox items made from what that INSERT returns. It
+    answers (message id, outbox id) for each row."""
     names = tuple(rows[0])
     sql = _pg_insert_sql.get(names)
     if sql is None:
@@ -500,9 +524,7 @@ def _insert_rows_pg(db: Session, rows: list[dict[str, Any]]) -> list[int]:
             "SELECT message_id, id FROM o"
         )
         _pg_insert_sql[names] = sql
-    result = db.connection().exec_driver_sql(sql, {"rows": json_param(rows)})
-    ids: dict[str, int] = {str(mid): int(oid) for mid, oid in result}
-    return [int(ids[r["message_id"]]) for r in rows]
+    return sql, {"rows": json_param(rows)}
 
 
 # -- in-app inbox --------------------------------------------------------------------

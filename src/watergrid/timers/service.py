@@ -34,7 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from watergrid.db import begin_write, json_param, pg_insert_from_json, utcnow
+from watergrid.db import Statement, begin_write, json_param, pg_insert_from_json, utcnow
 from watergrid.timers.models import DueItem
 from watergrid.timers.spans import require_aware
 
@@ -219,6 +219,35 @@ def schedule_fresh_many(
     if not items:
         return
     now = now or utcnow()
+    rows = _fresh_rows(items, now)
+    if _insert_if_absent(db, rows):
+        return
+    for it in items:
+        schedule(
+            db,
+            kind=it.kind,
+            subject_type=it.subject_type,
+            subject_id=str(it.subject_id),
+            key=it.key,
+            due_at=it.due_at,
+            payload=it.payload,
+            now=now,
+        )
+
+
+def fresh_many_pg(items: Sequence[Fresh], *, now: datetime) -> Statement | None:
+    """schedule_fresh_many()'s INSERT as a statement to send with others (db.pg_together,
+    PostgreSQL), for subjects made in the same transaction. They cannot have items yet, so
+    nothing is read back and nothing is skipped: should an item exist after all, the
+    statement fails with the unique constraint rather than leave it as it is."""
+    if not items:
+        return None
+    rows = _fresh_rows(items, now)
+    sql = pg_insert_from_json(cast(Table, DueItem.__table__), tuple(rows[0]), "rows", many=True)
+    return sql, {"rows": json_param(rows)}
+
+
+def _fresh_rows(items: Sequence[Fresh], now: datetime) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for it in items:
         require_aware(it.due_at, "due_at")
@@ -238,19 +267,7 @@ def schedule_fresh_many(
                 "created_at": now,
             }
         )
-    if _insert_if_absent(db, rows):
-        return
-    for it in items:
-        schedule(
-            db,
-            kind=it.kind,
-            subject_type=it.subject_type,
-            subject_id=str(it.subject_id),
-            key=it.key,
-            due_at=it.due_at,
-            payload=it.payload,
-            now=now,
-        )
+    return rows
 
 
 def _arm(item: DueItem, *, due_at: datetime, payload: dict[str, Any] | None) -> None:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from watergrid.db import Statement
 from watergrid.notify import service as notify
 from watergrid.org.service import mask_mobile
 from watergrid.workorders import people
@@ -168,12 +169,32 @@ class NewOrder(NamedTuple):
     person_ids: list[int]
 
 
+CREATED_TOPIC = "workorder.created"
+
+
 def orders_created(db: Session, orders: Sequence[NewOrder], *, now: datetime) -> None:
     """Each new order to its department's people and its followers (`person_ids`, which
     intake resolves from its directory). Written by the transaction that creates the orders,
     so it cannot repeat: no dedupe key (and no look-up for one). Takes the orders' facts
     rather than rows, which intake writes without loading objects; a batch of orders is one
     notify.enqueue_each, one INSERT for all their messages."""
+    notify.enqueue_each(
+        db, _created_messages(orders), topic=CREATED_TOPIC, subject_type=SUBJECT_TYPE, now=now
+    )
+
+
+def orders_created_pg(
+    db: Session, orders: Sequence[NewOrder], *, now: datetime
+) -> Statement | None:
+    """orders_created() as a statement to send with others (db.pg_together, PostgreSQL):
+    the recipients are read now, the messages written when it runs. None: nobody to tell."""
+    rows = notify.plan_each(
+        db, _created_messages(orders), topic=CREATED_TOPIC, subject_type=SUBJECT_TYPE, now=now
+    )
+    return notify.rows_pg(rows) if rows else None
+
+
+def _created_messages(orders: Sequence[NewOrder]) -> list[notify.PersonMessage]:
     messages: list[notify.PersonMessage] = []
     for o in orders:
         headline = f"{o.number} {o.category_name}"
@@ -189,7 +210,7 @@ def orders_created(db: Session, orders: Sequence[NewOrder], *, now: datetime) ->
             notify.PersonMessage(pid, subject, body, link, o.order_id)
             for pid in dict.fromkeys(o.person_ids)
         )
-    notify.enqueue_each(db, messages, topic="workorder.created", subject_type=SUBJECT_TYPE, now=now)
+    return messages
 
 
 def dispatched(db: Session, *, order: WorkOrder, event_id: int, action: str, now: datetime) -> None:

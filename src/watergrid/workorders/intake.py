@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from watergrid.auth.principal import Principal
-from watergrid.db import json_param, pg_insert_from_json
+from watergrid.db import Statement, json_param, pg_insert_from_json, pg_together
 from watergrid.errors import AppError, FieldError, forbidden
 from watergrid.geo import locate as geo_locate
 from watergrid.geo.models import RegistryState
@@ -1027,10 +1027,47 @@ def _write_taken(db: Session, taken: list[_Taken]) -> None:
                 _SET_RECEIPT,
                 {"k": t.key, "order_id": t.order_id, "receipt": t.receipt.model_dump(mode="json")},
             )
+    now = max(t.request.now for t in taken)
+    deadlines = [
+        jobs.NewDeadline(
+            t.order_id,  # type: ignore[arg-type]
+            "response",
+            t.request.now,
+            t.order_row["response_due_at"],
+            t.order_row["response_limit"],
+        )
+        for t in taken
+    ]
+    notices = [
+        flows.NewOrder(
+            t.order_id,  # type: ignore[arg-type]
+            t.number,
+            t.prep.category.name_zh,
+            flows.where_text(t.order_row["address"], t.request.data.lon, t.request.data.lat),
+            t.order_row["response_due_at"],
+            t.prep.description,
+            t.prep.directory.department_person_ids(
+                {t.prep.department_id} if t.prep.department_id is not None else set()
+            )
+            + [pid for pid, _ in t.prep.followers],
+        )
+        for t in taken
+    ]
     if pg:
-        event_ids = _write_orders_pg(db, taken)
+        # The orders with their own rows, their response clocks and their notices in one
+        # round trip: nothing written is read back but the create events' ids.
+        together = [
+            _orders_pg(taken),
+            jobs.arm_new_orders_pg(db, deadlines, now=now),
+            flows.orders_created_pg(db, notices, now=now),
+        ]
+        written = pg_together(db, [s for s in together if s is not None])
+        event_ids = {int(o): int(e) for o, e in written[0]}
         for t in taken:
             t.event_id = event_ids[t.order_id]  # type: ignore[index]
+    else:
+        jobs.arm_new_orders(db, deadlines, now=now)
+        flows.orders_created(db, notices, now=now)
     for t in taken:
         assert t.order_id is not None
         if t.prep.photos or t.prep.pending:
@@ -1043,40 +1080,6 @@ def _write_taken(db: Session, taken: list[_Taken]) -> None:
                 actor=t.request.actor,
                 now=t.request.now,
             )
-    now = max(t.request.now for t in taken)
-    jobs.arm_new_orders(
-        db,
-        [
-            jobs.NewDeadline(
-                t.order_id,  # type: ignore[arg-type]
-                "response",
-                t.request.now,
-                t.order_row["response_due_at"],
-                t.order_row["response_limit"],
-            )
-            for t in taken
-        ],
-        now=now,
-    )
-    flows.orders_created(
-        db,
-        [
-            flows.NewOrder(
-                t.order_id,  # type: ignore[arg-type]
-                t.number,
-                t.prep.category.name_zh,
-                flows.where_text(t.order_row["address"], t.request.data.lon, t.request.data.lat),
-                t.order_row["response_due_at"],
-                t.prep.description,
-                t.prep.directory.department_person_ids(
-                    {t.prep.department_id} if t.prep.department_id is not None else set()
-                )
-                + [pid for pid, _ in t.prep.followers],
-            )
-            for t in taken
-        ],
-        now=now,
-    )
 
 
 def _make_rows(db: Session, t: _Taken, cal: Any) -> str:
@@ -1200,12 +1203,12 @@ def _write_order(
 _pg_write_sql: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
 
-def _write_orders_pg(db: Session, taken: list[_Taken]) -> dict[int, int]:
+def _orders_pg(taken: list[_Taken]) -> Statement:
     """Every order of the batch, its create event, its followers and its key's receipt in
     one statement of data-modifying CTEs (PostgreSQL checks the foreign keys at its end,
     when the order rows are there). Rows travel as one JSON array per table, so the SQL is
     the same whatever the batch's size: built once, prepared by psycopg, planned once per
-    connection. Returns each order's event id."""
+    connection. It answers (order id, create event id) for each order."""
     orders = [{"id": t.order_id, **t.order_row} for t in taken]
     events = [{"order_id": t.order_id, **t.event_row} for t in taken]
     shape = (tuple(orders[0]), tuple(events[0]))
@@ -1243,7 +1246,7 @@ def _write_orders_pg(db: Session, taken: list[_Taken]) -> dict[int, int]:
         "keys": json_param(keys),
         "key_list": [k["key"] for k in keys],
     }
-    return {int(o): int(e) for o, e in db.connection().exec_driver_sql(sql, params)}
+    return sql, params
 
 
 _NEXT_NUMBERS_PG = (

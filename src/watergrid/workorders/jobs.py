@@ -32,6 +32,7 @@ from typing import Any, Literal, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from watergrid.db import Statement
 from watergrid.timers import service as timers
 from watergrid.timers.calendar import WorkCalendar
 from watergrid.timers.deadlines import DueResult, Paused, compute_due_suspended, fraction_point
@@ -277,6 +278,24 @@ def arm_new_orders(
     db: Session, deadlines: Sequence[NewDeadline], *, now: datetime
 ) -> list[Step | None]:
     """arm_new_order() for many new orders (a batch of reports): one INSERT for all."""
+    steps, fresh = _first_steps(db, deadlines, now=now)
+    timers.schedule_fresh_many(db, fresh, now=now)
+    return steps
+
+
+def arm_new_orders_pg(
+    db: Session, deadlines: Sequence[NewDeadline], *, now: datetime
+) -> Statement | None:
+    """arm_new_orders() as a statement to send with others (db.pg_together, PostgreSQL).
+    None: no deadline to arm."""
+    _, fresh = _first_steps(db, deadlines, now=now)
+    return timers.fresh_many_pg(fresh, now=now)
+
+
+def _first_steps(
+    db: Session, deadlines: Sequence[NewDeadline], *, now: datetime
+) -> tuple[list[Step | None], list[timers.Fresh]]:
+    """The first armed step of each new order's deadline, and the due items that arm them."""
     steps: list[Step | None] = []
     fresh: list[timers.Fresh] = []
     for d in deadlines:
@@ -293,8 +312,7 @@ def arm_new_orders(
                     step.kind, SUBJECT_TYPE, str(d.order_id), step.key, step.at, step.payload
                 )
             )
-    timers.schedule_fresh_many(db, fresh, now=now)
-    return steps
+    return steps, fresh
 
 
 def _steps_after(db: Session, *, order: WorkOrder, item: DueItem) -> list[Step]:
