@@ -6,12 +6,16 @@ with each report stored, which is how intake once slowed down as a busy day went
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, event, insert, select
 from sqlalchemy.orm import Session
 from tests.workorders.helpers import T0, grid_point, report
 
+from watergrid.db import Statement, pg_together
+from watergrid.workorders import intake
 from watergrid.workorders.intake import CreateRequest, create_orders
 from watergrid.workorders.models import IdempotencyRecord, WorkOrder
 from watergrid.workorders.schemas import OrderCreate
@@ -69,7 +73,9 @@ def _full_scans(plan: str, dialect: str) -> list[str]:
     return [t for t in SCANNED if any(line.strip() == f"SCAN {t}" for line in plan.splitlines())]
 
 
-def test_a_batch_reads_and_updates_by_index_on_a_full_table(db: Session) -> None:
+def test_a_batch_reads_and_updates_by_index_on_a_full_table(
+    db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lon, lat = grid_point(db, "W12")
     (first,) = create_orders(
         db, [CreateRequest(OrderCreate(**report(lon=lon, lat=lat)), "public_web", None, "p-0", T0)]
@@ -84,6 +90,13 @@ def test_a_batch_reads_and_updates_by_index_on_a_full_table(db: Session) -> None
         if not many and any(t in statement for t in SCANNED):
             seen.append((statement, params))
 
+    def together(session: Session, statements: Sequence[Statement]) -> Any:
+        # PostgreSQL's statements that go in one round trip (db.pg_together), seen too.
+        for statement, params in statements:
+            note(None, None, statement, params, None, False)
+        return pg_together(session, statements)
+
+    monkeypatch.setattr(intake, "pg_together", together)
     event.listen(conn, "before_cursor_execute", note)
     try:
         out = create_orders(

@@ -380,9 +380,31 @@ class _Looked(NamedTuple):
     registry: geo_locate.RegistryView
 
 
-def _look_up(db: Session, code: str) -> _Looked:
-    """One round trip for the category and the registry version; once per category code
-    and batch."""
+# The same for every code of a batch at once on PostgreSQL, sent with the transaction's
+# BEGIN (db.pg_together): a row with the version even when no code is an active category.
+_ACTIVE_CATEGORIES_PG = (
+    "SELECT c.id, c.code, c.group_code, c.name_zh, c.name_en, c.default_priority, "
+    "c.deadlines, c.attributes, r.version FROM registry_state r "
+    "LEFT JOIN order_category c ON c.code = ANY(%(codes)s::varchar[]) AND c.active "
+    "WHERE r.id = 1"
+)
+
+
+def _look_up(db: Session, codes: Sequence[str]) -> dict[str, _Looked]:
+    """The categories of a batch's reports and the registry version: one round trip on
+    PostgreSQL, one per code elsewhere."""
+    if not codes:
+        return {}
+    if db.get_bind().dialect.name != "postgresql":
+        return {code: _look_up_one(db, code) for code in codes}
+    (rows,) = pg_together(db, [(_ACTIVE_CATEGORIES_PG, {"codes": list(codes)})])
+    version = rows[0][-1] if rows else None
+    found = {row[1]: _CategoryFacts(*row[:-1]) for row in rows if row[0] is not None}
+    view = _registry_view(db, version) if rows else geo_locate.view(db)
+    return {code: _Looked(found.get(code), view) for code in codes}
+
+
+def _look_up_one(db: Session, code: str) -> _Looked:
     row = db.connection().execute(_ACTIVE_CATEGORY, {"code": code}).first()
     if row is None:
         return _Looked(None, geo_locate.view(db))
@@ -911,7 +933,16 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
             else:
                 first_with[k] = i
 
-    looked_up: dict[str, _Looked] = {}
+    looked_up = _look_up(
+        db,
+        list(
+            dict.fromkeys(
+                r.data.category_code
+                for i, r in enumerate(requests)
+                if out[i] is None and i not in repeats
+            )
+        ),
+    )
     taken: dict[int, _Taken] = {}
     for i, r in enumerate(requests):
         if out[i] is not None or i in repeats:
@@ -923,12 +954,13 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
             if stored is not None:
                 out[i] = _replay_outcome(stored, hashes[i])
                 continue
-        code = r.data.category_code
-        if code not in looked_up:
-            looked_up[code] = _look_up(db, code)
         try:
             prep = _prepare(
-                db, data=r.data, actor=r.actor, photos=r.photos, looked_up=looked_up[code]
+                db,
+                data=r.data,
+                actor=r.actor,
+                photos=r.photos,
+                looked_up=looked_up[r.data.category_code],
             )
         except AppError as e:
             # A retry of a request that was taken gets its receipt even if the category or
@@ -940,7 +972,19 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
         taken[i] = _Taken(i, r, key, prep, limits)
 
     with_keys = [t for t in taken.values() if t.key is not None]
-    claimed = _claim_keys(db, [(t.key, hashes[t.index], t.request.now) for t in with_keys])
+    claims = [(t.key, hashes[t.index], t.request.now) for t in with_keys]
+    nearby: dict[int, list[tuple[float, int, DuplicateCandidate]]] | None = None
+    if taken and db.get_bind().dialect.name == "postgresql":
+        # The claims and the duplicate search in one round trip, in that order: a claim
+        # that waited for another transaction's key sees that transaction's orders too.
+        # (The search for a report whose key turns out to be taken is not used.)
+        look = list(taken.values())
+        statements = [_claims_pg(claims)] if claims else []
+        results = pg_together(db, [*statements, _nearby_pg(look)])
+        claimed = {row[0] for row in results[0]} if claims else set()
+        nearby = _nearby_hits(look, results[-1])
+    else:
+        claimed = _claim_keys(db, claims)
     lost = [t for t in with_keys if t.key not in claimed]
     if lost:
         # Taken by an earlier request (committed: the claim waited for it): its receipt,
@@ -953,7 +997,7 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
             del taken[t.index]
 
     if taken:
-        _write_taken(db, list(taken.values()))
+        _write_taken(db, list(taken.values()), nearby)
     for i, t in taken.items():
         assert t.receipt is not None
         out[i] = CreateResult(receipt=t.receipt, replayed=False)
@@ -982,30 +1026,40 @@ def _claim_keys(db: Session, rows: list[tuple[str | None, str, datetime]]) -> se
     batches sharing keys lock them in the same order and cannot deadlock."""
     if not rows:
         return set()
-    params = [
+    return set(db.connection().execute(_CLAIM_KEY, _key_rows(rows)).scalars())
+
+
+def _claims_pg(rows: list[tuple[str | None, str, datetime]]) -> Statement:
+    """_claim_keys on PostgreSQL, as a statement answering the keys that are ours. One JSON
+    parameter: one statement text whatever the batch's size (prepared once)."""
+    return _CLAIM_KEYS_PG, {"rows": json_param(_key_rows(rows))}
+
+
+def _key_rows(rows: list[tuple[str | None, str, datetime]]) -> list[dict[str, Any]]:
+    return [
         {"key": k, "request_sha256": h, "order_id": None, "receipt": None, "created_at": now}
         for k, h, now in sorted(rows, key=lambda r: r[0] or "")
     ]
-    conn = db.connection()
-    if conn.dialect.name == "postgresql":
-        # One JSON parameter: one statement text whatever the batch's size (prepared once).
-        return set(conn.exec_driver_sql(_CLAIM_KEYS_PG, {"rows": json_param(params)}).scalars())
-    return set(conn.execute(_CLAIM_KEY, params).scalars())
 
 
-def _write_taken(db: Session, taken: list[_Taken]) -> None:
+def _write_taken(
+    db: Session,
+    taken: list[_Taken],
+    nearby: dict[int, list[tuple[float, int, DuplicateCandidate]]] | None,
+) -> None:
     """Number, look for duplicates, write the orders with their history, followers and
-    receipts, arm their response clocks and queue their notices."""
-    pg = db.get_bind().dialect.name == "postgresql"
+    receipts, arm their response clocks and queue their notices. `nearby`: on PostgreSQL,
+    the duplicate candidates already found in the table (_nearby_hits)."""
+    pg = nearby is not None
     cal = jobs.calendar(db)
     if pg:
         numbered = _numbers_and_ids_pg(db, [t.request.now for t in taken])
-        nearby = _nearby_pg(db, taken)
     for n, t in enumerate(taken):
         r = t.request
         if pg:
             t.number, t.order_id = numbered[n]
-            t.duplicates = _nearest(nearby.get(t.index, []) + _in_batch(t, taken[:n]))
+            found = nearby.get(t.index, []) if nearby is not None else []
+            t.duplicates = _nearest(found + _in_batch(t, taken[:n]))
         else:
             # One at a time, in order: each sees the ones before it in the database.
             t.duplicates = find_duplicates(
@@ -1305,11 +1359,9 @@ _NEARBY_MANY_PG = (
 )
 
 
-def _nearby_pg(
-    db: Session, taken: list[_Taken]
-) -> dict[int, list[tuple[float, int, DuplicateCandidate]]]:
-    """find_duplicates for every request of a batch in one query (PostgreSQL): each
-    request's candidates among the stored orders, by request index, unsorted."""
+def _nearby_pg(taken: list[_Taken]) -> Statement:
+    """find_duplicates for every request of a batch as one query (PostgreSQL); its rows
+    are read by _nearby_hits."""
     cfg = get_wo_settings()
     radius, hours = cfg.duplicate_radius_m, cfg.duplicate_window_hours
     cols: dict[str, list[Any]] = {
@@ -1323,11 +1375,17 @@ def _nearby_pg(
         for k in ("lat_lo", "lat_hi", "lon_lo", "lon_hi"):
             cols[k].append(box[k])
         cols["since"].append(t.request.now - timedelta(hours=hours))
+    return _NEARBY_MANY_PG, cols
+
+
+def _nearby_hits(
+    taken: list[_Taken], rows: Sequence[Sequence[Any]]
+) -> dict[int, list[tuple[float, int, DuplicateCandidate]]]:
+    """Each request's candidates among the stored orders, by request index, unsorted."""
+    radius = get_wo_settings().duplicate_radius_m
     by_index = {t.index: t for t in taken}
     out: dict[int, list[tuple[float, int, DuplicateCandidate]]] = {}
-    for i, oid, number, state, created_at, olon, olat in db.connection().exec_driver_sql(
-        _NEARBY_MANY_PG, cols
-    ):
+    for i, oid, number, state, created_at, olon, olat in rows:
         d = by_index[i].request.data
         hit = _candidate(
             d.lon,
