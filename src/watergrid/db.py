@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.pq import ExecStatus
 from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
@@ -103,8 +105,6 @@ def pg_together(db: Session, statements: Sequence[Statement]) -> list[list[tuple
     host a wait for a core too: a batch of reports wrote in nine of them (docs/performance.md).
     An error is raised as Connection.execute raises it (SQLAlchemy's exception around
     psycopg's), and the transaction is then failed, as after any error."""
-    import psycopg
-
     raw = db.connection().connection.driver_connection
     assert isinstance(raw, psycopg.Connection), "pg_together is for PostgreSQL (psycopg)"
     cursors: list[psycopg.Cursor[Any]] = []
@@ -114,7 +114,12 @@ def pg_together(db: Session, statements: Sequence[Statement]) -> list[list[tuple
                 cur = raw.cursor()
                 cur.execute(sql, params)
                 cursors.append(cur)
-        return [cur.fetchall() if cur.description is not None else [] for cur in cursors]
+        # (Asked of the result's status: cursor.description would build every column's
+        # description only to be compared with None.)
+        return [
+            cur.fetchall() if cur.pgresult and cur.pgresult.status == ExecStatus.TUPLES_OK else []
+            for cur in cursors
+        ]
     except psycopg.Error as exc:
         raise DBAPIError.instance(
             "; ".join(sql for sql, _ in statements), None, exc, psycopg.Error
