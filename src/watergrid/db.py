@@ -104,8 +104,10 @@ def pg_together(db: Session, statements: Sequence[Statement]) -> list[list[tuple
     for a statement without). A round trip is a wait for the server each time, and on a busy
     host a wait for a core too: a batch of reports wrote in nine of them (docs/performance.md).
     An error is raised as Connection.execute raises it (SQLAlchemy's exception around
-    psycopg's), and the transaction is then failed, as after any error."""
-    raw = db.connection().connection.driver_connection
+    psycopg's), and the transaction is then failed, as after any error; a connection lost
+    on the way is invalidated, so the pool replaces it."""
+    conn = db.connection()
+    raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection), "pg_together is for PostgreSQL (psycopg)"
     cursors: list[psycopg.Cursor[Any]] = []
     try:
@@ -121,8 +123,17 @@ def pg_together(db: Session, statements: Sequence[Statement]) -> list[list[tuple
             for cur in cursors
         ]
     except psycopg.Error as exc:
+        lost = raw.broken
+        if lost:
+            # As SQLAlchemy does when a connection is lost under its own execute: the pool
+            # throws it away instead of handing it out again.
+            conn.invalidate(exc)
         raise DBAPIError.instance(
-            "; ".join(sql for sql, _ in statements), None, exc, psycopg.Error
+            "; ".join(sql for sql, _ in statements),
+            None,
+            exc,
+            psycopg.Error,
+            connection_invalidated=lost,
         ) from exc
     finally:
         for cur in cursors:
