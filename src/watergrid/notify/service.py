@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import Integer, Table, any_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -141,26 +142,46 @@ _RECIPIENTS = {
 Wanted = tuple[str, int | None, str, str]
 
 
-def _person_targets(db: Session, person_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+# Each person's (channel, address) targets, by person id.
+Targets = dict[int, list[tuple[str, str]]]
+
+
+def _person_targets(db: Session, person_ids: list[int]) -> Targets:
     """Each person's (channel, address) targets, from one query; an inactive person has
     none (and is logged), an unknown one is an error."""
-    people: dict[int, _Who] = {}
-    prefs: dict[int, list[_Pref]] = {}
+    rows: Sequence[Sequence[Any]] = []
     if person_ids:
         if db.autoflush:
             db.flush()  # as a session query would: people added just now must be found
         conn = db.connection()
         stmt = _RECIPIENTS.get(conn.dialect.name, _RECIPIENTS["default"])
-        for pid, active, mobile, email, channel, address in conn.execute(stmt, {"ids": person_ids}):
-            if pid not in people:
-                people[pid] = _Who(pid, bool(active), mobile or "", email or "")
-                prefs[pid] = []
-            if channel is not None:
-                prefs[pid].append(_Pref(channel, address or "", True))
+        rows = conn.execute(stmt, {"ids": person_ids}).all()
+    return targets_from(rows, person_ids)
+
+
+_RECIPIENTS_PG_SQL = str(_RECIPIENTS["postgresql"].compile(dialect=psycopg_dialect()))
+
+
+def recipients_pg(person_ids: list[int]) -> Statement:
+    """_person_targets' query as a statement to send with others (db.pg_together,
+    PostgreSQL); targets_from reads its rows."""
+    return _RECIPIENTS_PG_SQL, {"ids": person_ids}
+
+
+def targets_from(rows: Sequence[Sequence[Any]], person_ids: list[int]) -> Targets:
+    """The targets of `person_ids` from the recipients query's rows (_person_targets)."""
+    people: dict[int, _Who] = {}
+    prefs: dict[int, list[_Pref]] = {}
+    for pid, active, mobile, email, channel, address in rows:
+        if pid not in people:
+            people[pid] = _Who(pid, bool(active), mobile or "", email or "")
+            prefs[pid] = []
+        if channel is not None:
+            prefs[pid].append(_Pref(channel, address or "", True))
     missing = [pid for pid in person_ids if pid not in people]
     if missing:
         raise not_found("Person", "人员", ", ".join(map(str, missing)))
-    out: dict[int, list[tuple[str, str]]] = {}
+    out: Targets = {}
     for pid, person in people.items():
         if not person.active:
             log.info(
@@ -375,15 +396,21 @@ def plan_each(
     topic: str,
     subject_type: str,
     now: datetime,
+    targets: Targets | None = None,
 ) -> list[dict[str, Any]]:
-    """enqueue_each() up to the writing: the messages checked and their recipients read, the
-    outbox rows it would write. For a caller that writes them with its own rows (rows_pg)."""
+    """enqueue_each() up to the writing: the messages checked and their recipients read
+    (or taken from `targets`, read by the caller with recipients_pg), the outbox rows it
+    would write. For a caller that writes them with its own rows (rows_pg)."""
     if not messages:
         return []
     for m in messages:
         if not m.subject.strip():
             raise _field_error("subject", "Subject is empty", "标题不能为空")
-    targets = _person_targets(db, list(dict.fromkeys(m.person_id for m in messages)))
+    ids = list(dict.fromkeys(m.person_id for m in messages))
+    if targets is None:
+        targets = _person_targets(db, ids)
+    elif missing := [pid for pid in ids if pid not in targets]:
+        raise not_found("Person", "人员", ", ".join(map(str, missing)))
     rows: list[dict[str, Any]] = []
     for m in messages:
         common = _common(m.subject, m.body, m.link, topic, subject_type, m.subject_id)

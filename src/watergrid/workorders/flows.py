@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -183,15 +183,32 @@ def orders_created(db: Session, orders: Sequence[NewOrder], *, now: datetime) ->
     )
 
 
+def recipients_pg(person_ids: list[int]) -> Statement:
+    """The recipients' channels, read ahead for orders_created_pg as a statement to send
+    with others (db.pg_together, PostgreSQL)."""
+    return notify.recipients_pg(person_ids)
+
+
 def orders_created_pg(
-    db: Session, orders: Sequence[NewOrder], *, now: datetime
+    db: Session,
+    orders: Sequence[NewOrder],
+    *,
+    now: datetime,
+    recipients: tuple[list[int], Sequence[Sequence[Any]]],
 ) -> Statement | None:
-    """orders_created() as a statement to send with others (db.pg_together, PostgreSQL):
-    the recipients are read now, the messages written when it runs. None: nobody to tell."""
-    rows = notify.plan_each(
-        db, _created_messages(orders), topic=CREATED_TOPIC, subject_type=SUBJECT_TYPE, now=now
+    """orders_created() as a statement to send with others (db.pg_together, PostgreSQL),
+    the recipients read ahead (`recipients`: the person ids asked for with recipients_pg and
+    its rows). None: nobody to tell."""
+    ids, rows = recipients
+    planned = notify.plan_each(
+        db,
+        _created_messages(orders),
+        topic=CREATED_TOPIC,
+        subject_type=SUBJECT_TYPE,
+        now=now,
+        targets=notify.targets_from(rows, ids),
     )
-    return notify.rows_pg(rows) if rows else None
+    return notify.rows_pg(planned) if planned else None
 
 
 def _created_messages(orders: Sequence[NewOrder]) -> list[notify.PersonMessage]:

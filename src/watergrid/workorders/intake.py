@@ -973,16 +973,20 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
 
     with_keys = [t for t in taken.values() if t.key is not None]
     claims = [(t.key, hashes[t.index], t.request.now) for t in with_keys]
-    nearby: dict[int, list[tuple[float, int, DuplicateCandidate]]] | None = None
+    read: _ReadAhead | None = None
     if taken and db.get_bind().dialect.name == "postgresql":
-        # The claims and the duplicate search in one round trip, in that order: a claim
-        # that waited for another transaction's key sees that transaction's orders too.
-        # (The search for a report whose key turns out to be taken is not used.)
+        # The claims, the duplicate search and the notices' recipients in one round trip,
+        # in that order: a claim that waited for another transaction's key sees that
+        # transaction's orders too. (What is read for a report whose key turns out to be
+        # taken is not used.)
         look = list(taken.values())
+        told = list(dict.fromkeys(p for t in look for p in _told(t.prep)))
         statements = [_claims_pg(claims)] if claims else []
-        results = pg_together(db, [*statements, _GENERIC_PLANS, _nearby_pg(look)])
+        *results, found, people = pg_together(
+            db, [*statements, _GENERIC_PLANS, _nearby_pg(look), flows.recipients_pg(told)]
+        )
         claimed = {row[0] for row in results[0]} if claims else set()
-        nearby = _nearby_hits(look, results[-1])
+        read = _ReadAhead(_nearby_hits(look, found), (told, people))
     else:
         claimed = _claim_keys(db, claims)
     lost = [t for t in with_keys if t.key not in claimed]
@@ -997,7 +1001,7 @@ def create_orders(db: Session, requests: Sequence[CreateRequest]) -> list[Outcom
             del taken[t.index]
 
     if taken:
-        _write_taken(db, list(taken.values()), nearby)
+        _write_taken(db, list(taken.values()), read)
     for i, t in taken.items():
         assert t.receipt is not None
         out[i] = CreateResult(receipt=t.receipt, replayed=False)
@@ -1017,6 +1021,15 @@ def _replay_outcome(stored: tuple[str, dict[str, Any] | None], request_hash: str
         return _replay(stored, request_hash)
     except AppError as e:
         return e
+
+
+class _ReadAhead(NamedTuple):
+    """What a batch reads on PostgreSQL with its key claims: each report's duplicate
+    candidates in the table (_nearby_hits), and the people its notices go to with the rows
+    that say how to reach them (flows.recipients_pg)."""
+
+    nearby: dict[int, list[tuple[float, int, DuplicateCandidate]]]
+    recipients: tuple[list[int], list[tuple[Any, ...]]]
 
 
 def _claim_keys(db: Session, rows: list[tuple[str | None, str, datetime]]) -> set[str]:
@@ -1042,15 +1055,18 @@ def _key_rows(rows: list[tuple[str | None, str, datetime]]) -> list[dict[str, An
     ]
 
 
-def _write_taken(
-    db: Session,
-    taken: list[_Taken],
-    nearby: dict[int, list[tuple[float, int, DuplicateCandidate]]] | None,
-) -> None:
+def _told(prep: _Prepared) -> list[int]:
+    """The people a new order's notice goes to: its department's, and its followers."""
+    department = {prep.department_id} if prep.department_id is not None else set()
+    return prep.directory.department_person_ids(department) + [p for p, _ in prep.followers]
+
+
+def _write_taken(db: Session, taken: list[_Taken], read: _ReadAhead | None) -> None:
     """Number, look for duplicates, write the orders with their history, followers and
-    receipts, arm their response clocks and queue their notices. `nearby`: on PostgreSQL,
-    the duplicate candidates already found in the table (_nearby_hits)."""
-    pg = nearby is not None
+    receipts, arm their response clocks and queue their notices. `read`: on PostgreSQL,
+    what was read with the key claims (the duplicate candidates in the table and the
+    notices' recipients)."""
+    pg = read is not None
     cal = jobs.calendar(db)
     if pg:
         numbered = _numbers_and_ids_pg(db, [t.request.now for t in taken])
@@ -1058,7 +1074,7 @@ def _write_taken(
         r = t.request
         if pg:
             t.number, t.order_id = numbered[n]
-            found = nearby.get(t.index, []) if nearby is not None else []
+            found = read.nearby.get(t.index, []) if read is not None else []
             t.duplicates = _nearest(found + _in_batch(t, taken[:n]))
         else:
             # One at a time, in order: each sees the ones before it in the database.
@@ -1100,20 +1116,17 @@ def _write_taken(
             flows.where_text(t.order_row["address"], t.request.data.lon, t.request.data.lat),
             t.order_row["response_due_at"],
             t.prep.description,
-            t.prep.directory.department_person_ids(
-                {t.prep.department_id} if t.prep.department_id is not None else set()
-            )
-            + [pid for pid, _ in t.prep.followers],
+            _told(t.prep),
         )
         for t in taken
     ]
-    if pg:
+    if read is not None:
         # The orders with their own rows, their response clocks and their notices in one
         # round trip: nothing written is read back but the create events' ids.
         together = [
             _orders_pg(taken),
             jobs.arm_new_orders_pg(db, deadlines, now=now),
-            flows.orders_created_pg(db, notices, now=now),
+            flows.orders_created_pg(db, notices, now=now, recipients=read.recipients),
         ]
         written = pg_together(db, [s for s in together if s is not None])
         event_ids = {int(o): int(e) for o, e in written[0]}
