@@ -1355,9 +1355,10 @@ def _numbers_and_ids_pg(db: Session, nows: Sequence[datetime]) -> list[tuple[str
 
 
 # One index look-up per report: LATERAL with OFFSET 0, which keeps PostgreSQL from
-# flattening it into a plain join. Flattened, the prepared (generic) plan hashed the reports
-# and scanned every open order of the table once per batch, so each batch cost more as the
-# table grew (3.5 ms for 8 reports at 2,800 orders, against 0.13 ms as index look-ups).
+# flattening it into a plain join. Flattened, the generic plan, and the plan for any batch of
+# six reports or more, hashed the reports and scanned every open order of the table once per
+# batch, so each batch cost more as the table grew (3.5 ms for 8 reports at 2,800 orders,
+# against 0.13 ms as index look-ups).
 _NEARBY_MANY_PG = (
     "SELECT q.i, w.id, w.number, w.state, w.created_at, w.lon, w.lat "
     "FROM unnest(%(i)s::integer[], %(code)s::varchar[], %(lat_lo)s::float8[], "
@@ -1375,8 +1376,9 @@ _NEARBY_MANY_PG = (
 # For the rest of the transaction, the prepared statements' generic plans. The duplicate
 # search's is the same nested loop of index look-ups as a plan made for the batch at hand
 # (_NEARBY_MANY_PG), but PostgreSQL, which prices the generic plan for ten reports and a
-# batch is usually one or two, would otherwise plan it afresh for every batch (a quarter of
-# a millisecond each time). Every other statement of a create is planned generically anyway.
+# batch is usually one or two, would otherwise plan it afresh for every batch (about half a
+# millisecond of its CPU each time). Every other statement of a create is planned
+# generically anyway.
 _GENERIC_PLANS: Statement = (
     "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)",
     {},
