@@ -36,7 +36,7 @@ for _p in (ROOT / "bench", ROOT, ROOT / "src"):
 
 import httpx  # noqa: E402
 from crash_intake import Answer, Planned, check, plan  # noqa: E402
-from harness import PG_ADMIN_URL, free_port, load_demo, machine  # noqa: E402
+from harness import PG_ADMIN_URL, free_port, load_demo, machine, wait_ready  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
@@ -257,18 +257,10 @@ def start_server(
         str(workers),
     ]
     child = procs.start(name, argv, env=env, log=log)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return child
-        except httpx.HTTPError:
-            pass
-        if not child.alive() or time.monotonic() > deadline:
-            procs.kill(child)
-            raise RuntimeError(f"{name} did not become ready:\n{child.tail()}")
-        time.sleep(0.2)
+    if not wait_ready(f"http://127.0.0.1:{port}", alive=child.alive, timeout_s=timeout_s):
+        procs.kill(child)
+        raise RuntimeError(f"{name} did not become ready:\n{child.tail()}")
+    return child
 
 
 def start_worker(
