@@ -131,23 +131,9 @@ def schedule(
     - cancelled: armed again.
 
     `payload` replaces the stored one when given. Does not commit."""
-    require_aware(due_at, "due_at")
     subject_id = str(subject_id)
     now = now or utcnow()
-    if payload is not None and not isinstance(payload, dict):
-        raise TypeError("payload must be a dict")
-    values: dict[str, Any] = {
-        "kind": kind,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "key": key,
-        "due_at": due_at,
-        "requested_due_at": due_at,
-        "state": "pending",
-        "attempts": 0,
-        "payload": payload or {},
-        "created_at": now,
-    }
+    values = _fresh_rows([Fresh(kind, subject_type, subject_id, key, due_at, payload)], now)[0]
     created = _insert_if_absent(db, [values])
     stmt = (
         select(DueItem)
